@@ -1,0 +1,142 @@
+//! NATS connection, the `SLIPWAY` stream, and the publisher that only returns once
+//! JetStream has stored an event (its ack), with `Nats-Msg-Id` = event id so a retried
+//! publish is deduplicated by the server.
+
+use crate::config::NatsConfig;
+use crate::{Error, Result, telemetry};
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use slipway_mesh::{Envelope, EventId, EventPayload, STREAM_SUBJECTS};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// The one stream every Slipway event lives in.
+pub const STREAM_NAME: &str = "SLIPWAY";
+
+fn nats_err(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::Nats(format!("{context}: {e}"))
+}
+
+/// Connects to NATS. The client reconnects by itself for ever; the first connect is
+/// retried too, so a service can start (not ready) while NATS is still down.
+pub async fn connect(cfg: &NatsConfig, client_name: &str) -> Result<async_nats::Client> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(cfg.name.clone().unwrap_or_else(|| client_name.to_owned()))
+        .connection_timeout(Duration::from_millis(cfg.connect_timeout_ms))
+        .retry_on_initial_connect()
+        .event_callback(|event| async move {
+            tracing::info!(%event, "nats connection event");
+        });
+    if let Some(path) = &cfg.credentials_file {
+        opts = opts.credentials_file(path).await.map_err(|e| nats_err("nats.credentials_file", e))?;
+    }
+    opts.connect(cfg.url.as_str()).await.map_err(|e| nats_err("connect", e))
+}
+
+/// The stream's configuration: `slipway.>`, file storage, a duplicate window of at least
+/// the configured length (24 h by default), limits retention (work queues are durable
+/// consumers on it, so dashboards can replay everything).
+pub fn stream_config(cfg: &NatsConfig) -> stream::Config {
+    stream::Config {
+        name: STREAM_NAME.to_owned(),
+        subjects: vec![STREAM_SUBJECTS.to_owned()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        duplicate_window: Duration::from_secs(cfg.duplicate_window_secs),
+        num_replicas: cfg.stream_replicas,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// Creates the stream, or brings an existing one to our settings.
+pub async fn ensure_stream(js: &jetstream::Context, cfg: &NatsConfig) -> Result<stream::Stream> {
+    let wanted = stream_config(cfg);
+    let mut stream = js.get_or_create_stream(wanted.clone()).await.map_err(|e| nats_err("create stream", e))?;
+    let info = stream.info().await.map_err(|e| nats_err("stream info", e))?;
+    let have = &info.config;
+    let differs = have.subjects != wanted.subjects
+        || have.duplicate_window != wanted.duplicate_window
+        || have.num_replicas != wanted.num_replicas;
+    if differs {
+        tracing::info!(stream = STREAM_NAME, "updating stream configuration");
+        let update = stream::Config { storage: have.storage, ..wanted };
+        js.update_stream(update).await.map_err(|e| nats_err("update stream", e))?;
+    }
+    Ok(stream)
+}
+
+/// What JetStream answered for one publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The event id (also its `Nats-Msg-Id`).
+    pub id: EventId,
+    /// Stream sequence of the stored message (of the first copy for a duplicate).
+    pub sequence: u64,
+    /// True when the server had already stored this id within its duplicate window.
+    pub duplicate: bool,
+}
+
+/// Publishes events and waits for JetStream's ack.
+#[derive(Clone)]
+pub struct Publisher {
+    js: jetstream::Context,
+    source: String,
+}
+
+impl Publisher {
+    /// A publisher whose events carry `ce-source` = `source` (e.g. `/slipway/ingest/<host>`).
+    pub fn new(client: async_nats::Client, source: impl Into<String>) -> Self {
+        Self { js: jetstream::new(client), source: source.into() }
+    }
+
+    /// The `ce-source` of this publisher's events.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Publishes a new event with a fresh id.
+    pub async fn publish<E: EventPayload>(&self, payload: &E) -> Result<Published> {
+        self.publish_with_id(EventId::new(), payload).await
+    }
+
+    /// Publishes with a caller-chosen id; publishing the same id again within the duplicate
+    /// window stores nothing new.
+    pub async fn publish_with_id<E: EventPayload>(&self, id: EventId, payload: &E) -> Result<Published> {
+        let (envelope, body) = slipway_mesh::prepare_with_id(id, &self.source, payload)?;
+        self.publish_envelope(&envelope, Bytes::from(body)).await
+    }
+
+    /// Publishes an already prepared event (the outbox relay and ingest's spool use this).
+    /// When the envelope has no trace context, the current span's is injected.
+    pub async fn publish_envelope(&self, envelope: &Envelope, body: Bytes) -> Result<Published> {
+        let span = tracing::info_span!(
+            "publish",
+            otel.kind = "producer",
+            subject = %envelope.subject,
+            event.id = %envelope.id,
+            event.kind = %envelope.kind,
+        );
+        async {
+            let mut headers = envelope.to_headers();
+            if envelope.traceparent.is_none() {
+                telemetry::inject_nats(&mut headers);
+            }
+            let started = Instant::now();
+            let ack = self
+                .js
+                .publish_with_headers(envelope.subject.clone(), headers, body)
+                .await
+                .map_err(|e| nats_err("publish", e))?
+                .await
+                .map_err(|e| nats_err("publish ack", e))?;
+            metrics::histogram!("slipway_publish_seconds", "kind" => envelope.kind.ce_type())
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!("slipway_published_total", "kind" => envelope.kind.ce_type(), "duplicate" => ack.duplicate.to_string())
+                .increment(1);
+            Ok(Published { id: envelope.id.clone(), sequence: ack.sequence, duplicate: ack.duplicate })
+        }
+        .instrument(span)
+        .await
+    }
+}

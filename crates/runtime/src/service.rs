@@ -1,0 +1,161 @@
+//! The boot sequence every service shares: serve the admin port first (so `/healthz`
+//! answers and `/readyz` says why it is not ready yet), then connect NATS and ensure the
+//! stream, then connect PostgreSQL and migrate. Each step is retried until it works or the
+//! service is told to shut down, so a service started before its dependencies just waits.
+
+use crate::admin::{AdminServer, ReadinessCheck, db_check, nats_check};
+use crate::config::{DatabaseConfig, NatsConfig};
+use crate::jetstream::{self, Publisher};
+use crate::{Error, Result, db};
+use async_nats::jetstream::stream::Stream;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What a booted service holds on to.
+#[derive(Clone)]
+pub struct ServiceContext {
+    /// Service name (`ingest`, ...).
+    pub name: &'static str,
+    /// The NATS client.
+    pub client: async_nats::Client,
+    /// The `SLIPWAY` stream.
+    pub stream: Stream,
+    /// Pool bound to the service's schema, migrated.
+    pub pool: PgPool,
+    /// Publisher with `ce-source` `/slipway/<name>/<host>`.
+    pub publisher: Publisher,
+}
+
+/// What [`start`] needs to know.
+pub struct Boot<'a> {
+    /// Service name.
+    pub name: &'static str,
+    /// `nats` config section.
+    pub nats: &'a NatsConfig,
+    /// `database` config section.
+    pub database: &'a DatabaseConfig,
+    /// The service's own migrations.
+    pub migrator: &'a Migrator,
+    /// Admin server with any extra routes; NATS and database checks are added here.
+    pub admin: AdminServer,
+}
+
+/// A readiness check that reports "starting" until the real one is known.
+struct Deferred {
+    name: &'static str,
+    inner: Arc<OnceLock<Box<dyn ReadinessCheck>>>,
+}
+
+impl ReadinessCheck for Deferred {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn check(&self) -> BoxFuture<'_, std::result::Result<(), String>> {
+        match self.inner.get() {
+            Some(check) => check.check(),
+            None => async { Err("starting".to_owned()) }.boxed(),
+        }
+    }
+}
+
+/// Boots the shared parts; returns them and the admin server's task.
+pub async fn start(
+    boot: Boot<'_>,
+    admin_listener: TcpListener,
+    shutdown: &CancellationToken,
+) -> Result<(ServiceContext, JoinHandle<Result<()>>)> {
+    let nats_ready = Arc::new(OnceLock::new());
+    let db_ready = Arc::new(OnceLock::new());
+    let admin = boot
+        .admin
+        .with_check(Box::new(Deferred { name: "nats", inner: nats_ready.clone() }))
+        .with_check(Box::new(Deferred { name: "database", inner: db_ready.clone() }));
+    let admin_task = tokio::spawn(admin.serve(admin_listener, shutdown.child_token()));
+
+    let client = jetstream::connect(boot.nats, &format!("slipway-{}", boot.name)).await?;
+    let _ = nats_ready.set(nats_check(client.clone()));
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = retry("ensure stream", shutdown, || jetstream::ensure_stream(&js, boot.nats)).await?;
+    let pool = retry("connect database", shutdown, || db::connect(boot.database)).await?;
+    retry("migrate", shutdown, || db::migrate(&pool, boot.migrator)).await?;
+    let _ = db_ready.set(db_check(pool.clone()));
+
+    let host = hostname();
+    let publisher = Publisher::new(client.clone(), format!("/slipway/{}/{host}", boot.name));
+    tracing::info!(service = boot.name, "ready");
+    Ok((ServiceContext { name: boot.name, client, stream, pool, publisher }, admin_task))
+}
+
+/// Retries `step` with capped backoff until it succeeds or `shutdown` fires.
+pub async fn retry<T, F, Fut>(what: &str, shutdown: &CancellationToken, mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(e) => tracing::warn!(step = what, error = %e, retry_in_ms = delay.as_millis() as u64, "not yet"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Err(Error::ShuttingDown),
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+/// The config file named on the command line (`--config <file>` or `--config=<file>`);
+/// `None` leaves it to `SLIPWAY_CONFIG`. Any other argument is an error.
+pub fn config_file_from_args(args: impl IntoIterator<Item = String>) -> Result<Option<std::path::PathBuf>> {
+    let mut args = args.into_iter().skip(1);
+    let mut file = None;
+    while let Some(arg) = args.next() {
+        if let Some(value) = arg.strip_prefix("--config=") {
+            file = Some(value.into());
+        } else if arg == "--config" {
+            let value = args.next().ok_or_else(|| Error::Config("--config needs a file".into()))?;
+            file = Some(value.into());
+        } else {
+            return Err(Error::Config(format!("unknown argument {arg:?} (usage: --config <file>)")));
+        }
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        std::iter::once("bin").chain(a.iter().copied()).map(String::from).collect()
+    }
+
+    #[test]
+    fn config_flag() {
+        assert_eq!(config_file_from_args(args(&[])).expect("none"), None);
+        assert_eq!(config_file_from_args(args(&["--config", "a.toml"])).expect("a"), Some("a.toml".into()));
+        assert_eq!(config_file_from_args(args(&["--config=b.toml"])).expect("b"), Some("b.toml".into()));
+        assert!(config_file_from_args(args(&["--config"])).is_err());
+        assert!(config_file_from_args(args(&["--verbose"])).is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! Trace context crosses NATS headers and gRPC metadata: the receiving span joins the sender's
+//! trace as its child. Asserted on the spans the SDK exports, captured in memory.
+
+use anyhow::{Context as _, Result, ensure};
+use opentelemetry::trace::TraceContextExt as _;
+use slipway_runtime::config::TelemetryConfig;
+use slipway_runtime::telemetry::{self, SpanCapture, SpanData};
+
+/// The one finished span called `name`.
+fn span(capture: &SpanCapture, name: &str) -> Result<SpanData> {
+    let mut spans = capture.spans_named(name);
+    ensure!(spans.len() == 1, "expected one {name:?} span, got {}", spans.len());
+    spans.pop().context("no span")
+}
+
+/// Asserts that `child` was parented, across a process boundary, on `parent`.
+fn assert_remote_child(child: &SpanData, parent: &SpanData) {
+    assert_eq!(child.span_context.trace_id(), parent.span_context.trace_id(), "same trace");
+    assert_eq!(child.parent_span_id, parent.span_context.span_id());
+    assert!(child.parent_span_is_remote);
+}
+
+#[tokio::test]
+async fn nats_headers_carry_the_trace_to_the_consumer() -> Result<()> {
+    let capture = telemetry::capture_spans();
+    let mut headers = async_nats::HeaderMap::new();
+    let traceparent = tracing::info_span!("publish").in_scope(|| {
+        telemetry::inject_nats(&mut headers);
+        telemetry::current_traceparent()
+    });
+    let traceparent = traceparent.context("a sampled span has a traceparent")?;
+
+    let consume = tracing::info_span!("consume");
+    telemetry::set_parent(&consume, telemetry::extract_nats(&headers));
+    consume.in_scope(|| tracing::info!("handled"));
+    drop(consume);
+
+    let publish = span(&capture, "publish")?;
+    let consume = span(&capture, "consume")?;
+    assert_remote_child(&consume, &publish);
+
+    let header = headers.get("traceparent").context("traceparent header")?;
+    assert_eq!(header.as_str(), traceparent);
+    let expected = format!("00-{}-{}-01", publish.span_context.trace_id(), publish.span_context.span_id());
+    assert_eq!(traceparent, expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn grpc_metadata_carries_the_trace_to_the_server() -> Result<()> {
+    let capture = telemetry::capture_spans();
+    let mut meta = tonic::metadata::MetadataMap::new();
+    tracing::info_span!("client_call").in_scope(|| telemetry::inject_grpc(&mut meta));
+
+    let serve = tracing::info_span!("server_handle");
+    telemetry::set_parent(&serve, telemetry::extract_grpc(&meta));
+    serve.in_scope(|| {});
+    drop(serve);
+
+    let client = span(&capture, "client_call")?;
+    let server = span(&capture, "server_handle")?;
+    assert_remote_child(&server, &client);
+
+    let header = meta.get("traceparent").context("traceparent metadata")?;
+    let trace_id = client.span_context.trace_id().to_string();
+    assert!(header.to_str()?.contains(&trace_id));
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_incoming_context_the_consumer_starts_a_new_trace() -> Result<()> {
+    let capture = telemetry::capture_spans();
+    let headers = async_nats::HeaderMap::new();
+    let cx = telemetry::extract_nats(&headers);
+    assert!(!cx.span().span_context().is_valid());
+
+    let consume = tracing::info_span!("consume");
+    telemetry::set_parent(&consume, cx);
+    consume.in_scope(|| {});
+    drop(consume);
+
+    let consume = span(&capture, "consume")?;
+    assert!(consume.span_context.is_valid());
+    assert_eq!(consume.parent_span_id, opentelemetry::trace::SpanId::INVALID);
+    Ok(())
+}
+
+#[test]
+fn no_traceparent_outside_a_span() {
+    let _capture = telemetry::capture_spans();
+    assert_eq!(telemetry::current_traceparent(), None);
+}
+
+/// `init` installs the process-wide subscriber: once per process, a second call is an error
+/// rather than a panic. Logging is off so other tests' output is not mixed in.
+#[test]
+fn init_twice_is_an_error_not_a_panic() -> Result<()> {
+    let cfg = TelemetryConfig { filter: "off".to_owned(), ..TelemetryConfig::default() };
+    let guard = telemetry::init(&cfg, "telemetry-test")?;
+    let second = telemetry::init(&cfg, "telemetry-test");
+    assert!(matches!(second, Err(slipway_runtime::Error::Telemetry(_))));
+    guard.shutdown()?;
+    Ok(())
+}
+

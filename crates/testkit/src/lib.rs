@@ -1,0 +1,61 @@
+//! Real servers for Slipway's tests: `nats-server` with JetStream, PostgreSQL, the
+//! Distribution image registry, `git daemon`, and the Slipway service binaries under test.
+//!
+//! Every server is the system binary (Debian packages; `scripts/bootstrap` installs them),
+//! started on a free loopback port with a temporary directory of its own that holds its data
+//! and its log file (`log_path()`; a failed start puts the log's tail into the error).
+//! Fault tests can [`kill`](NatsServer::kill) (SIGKILL), [`stop`](NatsServer::stop)
+//! (graceful) and [`restart`](NatsServer::restart) a server mid-test: a restart reuses the same
+//! port and data directory, so JetStream streams, databases, images and repositories survive.
+//! Dropping a server kills it synchronously and removes its directory, so a panicking test
+//! leaks nothing.
+//!
+//! ```no_run
+//! # async fn demo() -> slipway_testkit::Result<()> {
+//! let mut nats = slipway_testkit::NatsServer::start().await?;
+//! let db_url = slipway_testkit::shared_database().await?;
+//! // ... connect to nats.url() and db_url ...
+//! nats.kill().await?;
+//! nats.restart().await?;
+//! # Ok(()) }
+//! ```
+
+mod daemon;
+mod error;
+mod git;
+mod nats;
+mod postgres;
+mod process;
+mod registry;
+mod service;
+mod watchdog;
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, TcpListener};
+use std::sync::{Mutex, PoisonError};
+
+pub use error::{Error, Result};
+pub use git::GitDaemon;
+pub use nats::NatsServer;
+pub use postgres::{Postgres, bindir as postgres_bindir, shared_database};
+pub use registry::Registry;
+pub use service::ServiceProcess;
+
+/// A loopback TCP port that was free a moment ago: bound on `127.0.0.1:0`, read, released.
+///
+/// A port is never handed out twice by one process, so concurrent tests cannot collide; a
+/// clash with another process is handled by the servers' `start`, which retries on fresh ports.
+pub fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    loop {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("binding 127.0.0.1:0 must work");
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
+}

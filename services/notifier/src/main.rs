@@ -1,0 +1,18 @@
+//! `slipway-notifier`: loads its config (`--config <file>` or `SLIPWAY_CONFIG`, then
+//! `SLIPWAY_*` env), sets up telemetry, and runs until SIGTERM/SIGINT.
+
+use slipway_notifier::{Config, run};
+use slipway_runtime::{config, service, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let file = service::config_file_from_args(std::env::args())?;
+    let config: Config = config::load(file.as_deref())?;
+    let telemetry = telemetry::init(&config.telemetry, "slipway-notifier")?;
+    let shutdown = shutdown::root_token();
+    let admin = tokio::net::TcpListener::bind(config.admin.listen).await?;
+    let result = run(config, admin, shutdown).await;
+    // Flush telemetry last, whatever happened.
+    let flushed = telemetry.shutdown();
+    result.and(flushed.map_err(Into::into))
+}
