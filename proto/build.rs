@@ -21,8 +21,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;
 
-    pbjson_build::Builder::new()
-        .register_descriptors(&descriptor_bytes)?
-        .build(&[".slipway"])?;
+    pbjson_build::Builder::new().register_descriptors(&descriptor_bytes)?.build(&[".slipway"])?;
     Ok(())
 }

@@ -12,8 +12,7 @@ pub mod v1 {
 }
 
 /// The encoded `FileDescriptorSet` of the contract, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/slipway_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/slipway_descriptor.bin"));
 
 #[cfg(test)]
 mod tests {

@@ -52,7 +52,8 @@ pub fn prepare_with_id<E: EventPayload>(id: EventId, source: &str, payload: &E) 
         traceparent: None,
         tracestate: None,
     };
-    let body = serde_json::to_vec(payload).map_err(|e| Error::Payload { kind: E::KIND.ce_type(), message: e.to_string() })?;
+    let body =
+        serde_json::to_vec(payload).map_err(|e| Error::Payload { kind: E::KIND.ce_type(), message: e.to_string() })?;
     Ok((envelope, body))
 }
 

@@ -51,8 +51,14 @@ fn samples() -> Vec<Payload> {
             ..Default::default()
         }
         .into_payload(),
-        v1::SourceTag { repository: "acme/mono".into(), tag: "v1.2.3".into(), semver: "1.2.3".into(), release: true, ..Default::default() }
-            .into_payload(),
+        v1::SourceTag {
+            repository: "acme/mono".into(),
+            tag: "v1.2.3".into(),
+            semver: "1.2.3".into(),
+            release: true,
+            ..Default::default()
+        }
+        .into_payload(),
         v1::SourceTestGate {
             repository: "acme/mono".into(),
             commit_sha: SHA.into(),
@@ -71,13 +77,32 @@ fn samples() -> Vec<Payload> {
             ..Default::default()
         }
         .into_payload(),
-        v1::BuildRequested { build_id: "b1".into(), app: app.clone(), source: source(), extra_tags: vec!["v1.2.3".into()], ..Default::default() }
+        v1::BuildRequested {
+            build_id: "b1".into(),
+            app: app.clone(),
+            source: source(),
+            extra_tags: vec!["v1.2.3".into()],
+            ..Default::default()
+        }
+        .into_payload(),
+        v1::BuildStarted { build_id: "b1".into(), app: app.clone(), backend: "buildah".into(), ..Default::default() }
             .into_payload(),
-        v1::BuildStarted { build_id: "b1".into(), app: app.clone(), backend: "buildah".into(), ..Default::default() }.into_payload(),
-        v1::BuildSucceeded { build_id: "b1".into(), app: app.clone(), source: source(), image: image(), duration_ms: 1234, ..Default::default() }
-            .into_payload(),
-        v1::BuildFailed { build_id: "b1".into(), reason: "invalid-request".into(), log_tail: vec!["x".into()], ..Default::default() }
-            .into_payload(),
+        v1::BuildSucceeded {
+            build_id: "b1".into(),
+            app: app.clone(),
+            source: source(),
+            image: image(),
+            duration_ms: 1234,
+            ..Default::default()
+        }
+        .into_payload(),
+        v1::BuildFailed {
+            build_id: "b1".into(),
+            reason: "invalid-request".into(),
+            log_tail: vec!["x".into()],
+            ..Default::default()
+        }
+        .into_payload(),
         v1::PromotionRequested {
             promotion_id: pid.clone(),
             app: app.clone(),
@@ -87,24 +112,89 @@ fn samples() -> Vec<Payload> {
             ..Default::default()
         }
         .into_payload(),
-        v1::PromotionCommitted { promotion_id: pid.clone(), app: app.clone(), stage: stage.clone(), gitops_commit: SHA.into(), ..Default::default() }
+        v1::PromotionCommitted {
+            promotion_id: pid.clone(),
+            app: app.clone(),
+            stage: stage.clone(),
+            gitops_commit: SHA.into(),
+            ..Default::default()
+        }
+        .into_payload(),
+        v1::PromotionSynced { promotion_id: pid.clone(), app: app.clone(), stage: stage.clone(), revision: SHA.into() }
             .into_payload(),
-        v1::PromotionSynced { promotion_id: pid.clone(), app: app.clone(), stage: stage.clone(), revision: SHA.into() }.into_payload(),
-        v1::PromotionHealthy { promotion_id: pid.clone(), app: app.clone(), stage: stage.clone(), image: image() }.into_payload(),
-        v1::PromotionDegraded { promotion_id: pid.clone(), app: app.clone(), stage: stage.clone(), health_status: "Degraded".into(), message: "crashloop".into() }
+        v1::PromotionHealthy { promotion_id: pid.clone(), app: app.clone(), stage: stage.clone(), image: image() }
             .into_payload(),
-        v1::PromotionFailed { promotion_id: pid.clone(), app: app.clone(), stage: stage.clone(), reason: "push".into(), message: "m".into() }.into_payload(),
-        v1::PromotionRolledBack { promotion_id: pid.clone(), app: app.clone(), stage: stage.clone(), from: image(), to: image(), automatic: true, ..Default::default() }
+        v1::PromotionDegraded {
+            promotion_id: pid.clone(),
+            app: app.clone(),
+            stage: stage.clone(),
+            health_status: "Degraded".into(),
+            message: "crashloop".into(),
+        }
+        .into_payload(),
+        v1::PromotionFailed {
+            promotion_id: pid.clone(),
+            app: app.clone(),
+            stage: stage.clone(),
+            reason: "push".into(),
+            message: "m".into(),
+        }
+        .into_payload(),
+        v1::PromotionRolledBack {
+            promotion_id: pid.clone(),
+            app: app.clone(),
+            stage: stage.clone(),
+            from: image(),
+            to: image(),
+            automatic: true,
+            ..Default::default()
+        }
+        .into_payload(),
+        v1::ApprovalRequested {
+            promotion_id: pid.clone(),
+            app: app.clone(),
+            stage: stage.clone(),
+            required: 2,
+            allowed_approvers: vec!["a".into()],
+            ..Default::default()
+        }
+        .into_payload(),
+        v1::ApprovalGranted {
+            promotion_id: pid.clone(),
+            app: app.clone(),
+            stage: stage.clone(),
+            actor: "a".into(),
+            granted: 1,
+            required: 2,
+        }
+        .into_payload(),
+        v1::ApprovalRejected {
+            promotion_id: pid,
+            reason: "self-approval".into(),
+            allowed_teams: vec!["acme/sre".into()],
+            ..Default::default()
+        }
+        .into_payload(),
+        v1::HoldPlaced { app: app.clone(), stage: stage.clone(), actor: "a".into(), reason: "rollback".into() }
             .into_payload(),
-        v1::ApprovalRequested { promotion_id: pid.clone(), app: app.clone(), stage: stage.clone(), required: 2, allowed_approvers: vec!["a".into()], ..Default::default() }
-            .into_payload(),
-        v1::ApprovalGranted { promotion_id: pid.clone(), app: app.clone(), stage: stage.clone(), actor: "a".into(), granted: 1, required: 2 }.into_payload(),
-        v1::ApprovalRejected { promotion_id: pid, reason: "self-approval".into(), allowed_teams: vec!["acme/sre".into()], ..Default::default() }.into_payload(),
-        v1::HoldPlaced { app: app.clone(), stage: stage.clone(), actor: "a".into(), reason: "rollback".into() }.into_payload(),
         v1::HoldReleased { app: app.clone(), stage, actor: "a".into(), reason: "fixed".into() }.into_payload(),
-        v1::NotificationSent { event_id: "e".into(), destination: "slack-main".into(), provider: "slack".into(), app: app.clone(), attempts: 1 }.into_payload(),
-        v1::NotificationFailed { event_id: "e".into(), destination: "hook".into(), provider: "webhook".into(), attempts: 5, error: "503".into(), app: String::new() }
-            .into_payload(),
+        v1::NotificationSent {
+            event_id: "e".into(),
+            destination: "slack-main".into(),
+            provider: "slack".into(),
+            app: app.clone(),
+            attempts: 1,
+        }
+        .into_payload(),
+        v1::NotificationFailed {
+            event_id: "e".into(),
+            destination: "hook".into(),
+            provider: "webhook".into(),
+            attempts: 5,
+            error: "503".into(),
+            app: String::new(),
+        }
+        .into_payload(),
     ]
 }
 
@@ -116,10 +206,32 @@ fn encode(payload: &Payload) -> (EventKind, Vec<u8>, String) {
             }
         };
     }
-    enc!(SourcePush, SourcePullRequest, SourceTag, SourceTestGate, SourcePing, ChatopsCommand, BuildRequested,
-        BuildStarted, BuildSucceeded, BuildFailed, PromotionRequested, PromotionCommitted, PromotionSynced,
-        PromotionHealthy, PromotionDegraded, PromotionFailed, PromotionRolledBack, ApprovalRequested,
-        ApprovalGranted, ApprovalRejected, HoldPlaced, HoldReleased, NotificationSent, NotificationFailed)
+    enc!(
+        SourcePush,
+        SourcePullRequest,
+        SourceTag,
+        SourceTestGate,
+        SourcePing,
+        ChatopsCommand,
+        BuildRequested,
+        BuildStarted,
+        BuildSucceeded,
+        BuildFailed,
+        PromotionRequested,
+        PromotionCommitted,
+        PromotionSynced,
+        PromotionHealthy,
+        PromotionDegraded,
+        PromotionFailed,
+        PromotionRolledBack,
+        ApprovalRequested,
+        ApprovalGranted,
+        ApprovalRejected,
+        HoldPlaced,
+        HoldReleased,
+        NotificationSent,
+        NotificationFailed
+    )
 }
 
 fn assert_camel_case(value: &serde_json::Value) {

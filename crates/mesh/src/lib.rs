@@ -14,7 +14,7 @@ pub mod names;
 pub use envelope::{Envelope, EventId, header};
 pub use error::{Error, Result};
 pub use events::{
-    EventKind, EventPayload, NONE_TOKEN, STREAM_SUBJECTS, decode_payload, payload_kind, prepare,
-    prepare_with_id, to_event,
+    EventKind, EventPayload, NONE_TOKEN, STREAM_SUBJECTS, decode_payload, payload_kind, prepare, prepare_with_id,
+    to_event,
 };
 pub use slipway_proto::v1;

@@ -59,10 +59,7 @@ pub async fn ensure_consumer(stream: &stream::Stream, spec: &ConsumerSpec) -> Re
         max_ack_pending: spec.max_ack_pending,
         ..Default::default()
     };
-    stream
-        .create_consumer(config)
-        .await
-        .map_err(|e| Error::Nats(format!("consumer {}: {e}", spec.durable)))
+    stream.create_consumer(config).await.map_err(|e| Error::Nats(format!("consumer {}: {e}", spec.durable)))
 }
 
 /// One decoded message handed to a handler.
@@ -127,7 +124,12 @@ impl LoopOptions {
 
 /// Pulls from `consumer` until `shutdown`, handling up to `concurrency` messages at once.
 /// On shutdown it stops pulling, lets the messages in hand finish, then returns.
-pub async fn run<F, Fut>(consumer: PullConsumer, opts: LoopOptions, shutdown: CancellationToken, handler: F) -> Result<()>
+pub async fn run<F, Fut>(
+    consumer: PullConsumer,
+    opts: LoopOptions,
+    shutdown: CancellationToken,
+    handler: F,
+) -> Result<()>
 where
     F: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
@@ -137,7 +139,13 @@ where
     let opts = Arc::new(opts);
     let mut tasks = JoinSet::new();
     'pull: while !shutdown.is_cancelled() {
-        let mut messages = match consumer.stream().max_messages_per_batch(opts.concurrency).heartbeat(Duration::from_secs(5)).messages().await {
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(opts.concurrency)
+            .heartbeat(Duration::from_secs(5))
+            .messages()
+            .await
+        {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(consumer = %name, error = %e, "cannot pull; retrying");
@@ -226,7 +234,8 @@ where
         span.in_scope(|| tracing::warn!(error = %e, "ack failed"));
     }
     metrics::counter!("slipway_consumed_total", "consumer" => consumer.to_owned(), "outcome" => label).increment(1);
-    metrics::histogram!("slipway_handle_seconds", "consumer" => consumer.to_owned()).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("slipway_handle_seconds", "consumer" => consumer.to_owned())
+        .record(started.elapsed().as_secs_f64());
 }
 
 fn decode(msg: &Message, attempt: i64, stream_sequence: u64) -> Result<Delivery> {

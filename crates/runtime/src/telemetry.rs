@@ -42,9 +42,9 @@ impl TelemetryGuard {
     /// Flushes queued spans to the collector (waiting up to 5 s) and stops the exporter.
     pub fn shutdown(mut self) -> Result<()> {
         match self.provider.take() {
-            Some(provider) => provider
-                .shutdown()
-                .map_err(|e| Error::Telemetry(format!("shutting down the tracer provider: {e}"))),
+            Some(provider) => {
+                provider.shutdown().map_err(|e| Error::Telemetry(format!("shutting down the tracer provider: {e}")))
+            }
             None => Ok(()),
         }
     }
@@ -127,10 +127,7 @@ fn env_filter(configured: &str) -> Result<EnvFilter> {
 
 /// An SDK provider even without export: spans then still get trace ids that propagate, which
 /// is what keeps a trace connected through a service that does not export.
-fn tracer_provider(
-    cfg: &TelemetryConfig,
-    service: &'static str,
-) -> Result<(SdkTracerProvider, Option<ExportRuntime>)> {
+fn tracer_provider(cfg: &TelemetryConfig, service: &'static str) -> Result<(SdkTracerProvider, Option<ExportRuntime>)> {
     let service_name = cfg.service_name.clone().unwrap_or_else(|| service.to_owned());
     let resource = Resource::builder().with_service_name(service_name).build();
     let builder = SdkTracerProvider::builder().with_resource(resource);

@@ -27,7 +27,11 @@ fn spec(durable: &str, max_deliver: i64, ack_wait: Duration) -> ConsumerSpec {
 }
 
 fn fast(spec: &ConsumerSpec, concurrency: usize) -> LoopOptions {
-    LoopOptions { backoff_base: Duration::from_millis(20), backoff_max: Duration::from_millis(200), ..LoopOptions::for_spec(spec, concurrency) }
+    LoopOptions {
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        ..LoopOptions::for_spec(spec, concurrency)
+    }
 }
 
 #[tokio::test]
@@ -74,7 +78,8 @@ async fn retries_are_bounded_and_poison_is_terminated() {
 async fn apply(pool: &PgPool, d: &Delivery) -> Result<bool, sqlx::Error> {
     let Payload::BuildRequested(req) = &d.payload else { return Ok(false) };
     let mut tx = pool.begin().await?;
-    let first = inbox::claim(&mut tx, "builder", &d.envelope.id).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    let first =
+        inbox::claim(&mut tx, "builder", &d.envelope.id).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     if first {
         sqlx::query(
             "INSERT INTO applied (event_id, build_id) VALUES ($1, $2) \
@@ -111,7 +116,11 @@ async fn consumer_resumes_after_nats_kill_without_loss_or_double_processing() {
                     handled.fetch_add(1, Ordering::SeqCst);
                     // Every tenth event "loses its ack" after the effect committed, so the
                     // inbox must catch the redelivery.
-                    if d.attempt == 1 && d.stream_sequence % 10 == 0 { Outcome::Retry("simulated lost ack".into()) } else { Outcome::Ack }
+                    if d.attempt == 1 && d.stream_sequence.is_multiple_of(10) {
+                        Outcome::Retry("simulated lost ack".into())
+                    } else {
+                        Outcome::Ack
+                    }
                 }
                 Ok(false) => {
                     dups.fetch_add(1, Ordering::SeqCst);
@@ -169,9 +178,11 @@ async fn consumer_resumes_after_nats_kill_without_loss_or_double_processing() {
     shutdown.cancel();
     task.await.expect("join").expect("run");
 
-    let max_applied: i32 = sqlx::query_scalar("SELECT max(applied_count) FROM applied").fetch_one(&pool).await.expect("max");
+    let max_applied: i32 =
+        sqlx::query_scalar("SELECT max(applied_count) FROM applied").fetch_one(&pool).await.expect("max");
     assert_eq!(max_applied, 1, "an event's effect was applied twice");
-    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT build_id) FROM applied").fetch_one(&pool).await.expect("n");
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT build_id) FROM applied").fetch_one(&pool).await.expect("n");
     assert_eq!(distinct, EVENTS as i64, "an event was lost");
     assert_eq!(handled.load(Ordering::SeqCst), EVENTS);
 }

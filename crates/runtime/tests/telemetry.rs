@@ -3,8 +3,12 @@
 
 use anyhow::{Context as _, Result, ensure};
 use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value;
 use slipway_runtime::config::TelemetryConfig;
 use slipway_runtime::telemetry::{self, SpanCapture, SpanData};
+use tokio::sync::mpsc;
 
 /// The one finished span called `name`.
 fn span(capture: &SpanCapture, name: &str) -> Result<SpanData> {
@@ -91,15 +95,73 @@ fn no_traceparent_outside_a_span() {
     assert_eq!(telemetry::current_traceparent(), None);
 }
 
-/// `init` installs the process-wide subscriber: once per process, a second call is an error
-/// rather than a panic. Logging is off so other tests' output is not mixed in.
-#[test]
-fn init_twice_is_an_error_not_a_panic() -> Result<()> {
-    let cfg = TelemetryConfig { filter: "off".to_owned(), ..TelemetryConfig::default() };
+/// Stands in for an OpenTelemetry collector: forwards every export request to the test.
+struct Collector(mpsc::UnboundedSender<ExportTraceServiceRequest>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let _ = self.0.send(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// Service names and span names of everything the collector received.
+fn received(rx: &mut mpsc::UnboundedReceiver<ExportTraceServiceRequest>) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    while let Ok(request) = rx.try_recv() {
+        for resource_spans in request.resource_spans {
+            let attributes = resource_spans.resource.map(|r| r.attributes).unwrap_or_default();
+            let service = attributes
+                .into_iter()
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value)
+                .and_then(|v| match v.value {
+                    Some(any_value::Value::StringValue(s)) => Some(s),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                seen.extend(scope.spans.into_iter().map(|span| (service.clone(), span.name)));
+            }
+        }
+    }
+    seen
+}
+
+/// `init` installs the process-wide subscriber and exports over OTLP/gRPC; it works once per
+/// process, and a second call is an error rather than a panic. The filter admits only this
+/// test's target so other tests' spans and logs stay out.
+#[tokio::test]
+async fn init_exports_over_otlp_and_works_once() -> Result<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let collector = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Collector(tx)))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+
+    let cfg = TelemetryConfig {
+        filter: "off,slipway_otlp_test=info".to_owned(),
+        otlp_endpoint: Some(endpoint),
+        service_name: Some("otlp-test".to_owned()),
+        ..TelemetryConfig::default()
+    };
     let guard = telemetry::init(&cfg, "telemetry-test")?;
     let second = telemetry::init(&cfg, "telemetry-test");
     assert!(matches!(second, Err(slipway_runtime::Error::Telemetry(_))));
-    guard.shutdown()?;
+
+    tracing::info_span!(target: "slipway_otlp_test", "exported").in_scope(|| {});
+    // Shutdown blocks until the export is answered; the collector runs on this thread.
+    tokio::task::spawn_blocking(move || guard.shutdown()).await??;
+    collector.abort();
+
+    let seen = received(&mut rx);
+    assert!(seen.contains(&("otlp-test".to_owned(), "exported".to_owned())), "{seen:?}");
     Ok(())
 }
-

@@ -46,5 +46,9 @@ async fn the_publish_span_is_the_parent_of_the_consumer_span() {
     let trace_id = webhook.span_context.trace_id();
     assert_eq!(publish.span_context.trace_id(), trace_id);
     assert_eq!(consume.span_context.trace_id(), trace_id, "the consumer continued the producer's trace");
-    assert_eq!(consume.parent_span_id, publish.span_context.span_id(), "the publish span is the consumer span's parent");
+    assert_eq!(
+        consume.parent_span_id,
+        publish.span_context.span_id(),
+        "the publish span is the consumer span's parent"
+    );
 }

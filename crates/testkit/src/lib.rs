@@ -8,7 +8,15 @@
 //! (graceful) and [`restart`](NatsServer::restart) a server mid-test: a restart reuses the same
 //! port and data directory, so JetStream streams, databases, images and repositories survive.
 //! Dropping a server kills it synchronously and removes its directory, so a panicking test
-//! leaks nothing.
+//! leaks nothing; should the test process die without drops (SIGKILL from a harness timeout,
+//! or the `static` shared cluster at exit), a small watchdog per server does the same.
+//!
+//! Most tests want [`shared_database`]: a fresh database in one cluster per test process
+//! (initdb costs about 2 s of a CPU). A dedicated [`Postgres`] is for fault tests. Its commits
+//! are asynchronous (`synchronous_commit=off`), so a commit made just before a
+//! [`Postgres::kill`] may be lost, as with a real crash of such a server; a test that asserts
+//! durability across a kill runs `ALTER DATABASE <name> SET synchronous_commit = on` first.
+//! As root, PostgreSQL runs as the `postgres` user (it refuses root).
 //!
 //! ```no_run
 //! # async fn demo() -> slipway_testkit::Result<()> {

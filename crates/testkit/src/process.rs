@@ -216,3 +216,38 @@ pub(crate) async fn http_ok(client: &reqwest::Client, url: &str) -> bool {
 pub(crate) fn probe_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_names_its_package() {
+        let err = find_binary("slipway-no-such-binary", "slipway-pkg").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("slipway-pkg") && message.contains("scripts/bootstrap"), "{message}");
+    }
+
+    #[test]
+    fn children_and_liveness_come_from_proc() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        assert!(alive(pid));
+        assert!(children_of(std::process::id()).contains(&pid));
+        signal(&[pid], "KILL").unwrap();
+        // Killed but not reaped: a zombie, which counts as gone.
+        wait_gone_blocking(&[pid], Duration::from_secs(5));
+        assert!(!alive(pid));
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn log_tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, "a\nb\nc\n").unwrap();
+        assert_eq!(log_tail(&path, 2), "b\nc");
+        assert_eq!(log_tail(&path, 10), "a\nb\nc");
+        assert!(log_tail(&dir.path().join("missing"), 2).starts_with("<cannot read"));
+    }
+}

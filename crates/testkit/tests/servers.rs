@@ -139,7 +139,11 @@ async fn postgres_databases_survive_kill_and_restart() -> TestResult {
         assert_eq!(psql(url, "select 1")?.trim(), "1");
     }
     // Commits are asynchronous in this cluster: ask for a durable one before the crash.
-    psql(&a, "create table t (v int); set synchronous_commit = on; insert into t values (42)")?;
+    let name_a = a.rsplit('/').next().ok_or("no name")?;
+    assert_eq!(psql(&a, "show synchronous_commit")?.trim(), "off");
+    psql(&a, &format!("alter database \"{name_a}\" set synchronous_commit = on"))?;
+    assert_eq!(psql(&a, "show synchronous_commit")?.trim(), "on");
+    psql(&a, "create table t (v int); insert into t values (42)")?;
 
     // A client in the middle of a query: its backend must not outlive the crash and hold the
     // shared memory that the restart needs.
@@ -216,12 +220,28 @@ async fn registry_answers_and_survives_kill_and_restart() -> TestResult {
     assert_eq!(registry.url(), format!("http://{}", registry.host()));
     assert_eq!(v2_status(&client, &registry).await, Some(200));
 
+    // A monolithic blob upload: POST opens the session, PUT with the digest completes it.
+    let blob = b"slipway layer";
+    let digest = run(Command::new("sh").args(["-c", "printf 'slipway layer' | sha256sum"]))?;
+    let digest = format!("sha256:{}", digest.split_whitespace().next().ok_or("no digest")?);
+    let started = client.post(format!("{}/v2/team/app/blobs/uploads/", registry.url())).send().await?;
+    assert_eq!(started.status().as_u16(), 202);
+    let location = started.headers().get("location").ok_or("no location")?.to_str()?.to_owned();
+    let location = if location.starts_with("http") { location } else { format!("{}{location}", registry.url()) };
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let put = client.put(format!("{location}{separator}digest={digest}")).body(&blob[..]).send().await?;
+    assert_eq!(put.status().as_u16(), 201, "{:?}", put.text().await);
+    let blob_url = format!("{}/v2/team/app/blobs/{digest}", registry.url());
+
     registry.kill().await?;
     assert!(!registry.is_running());
     assert_eq!(v2_status(&client, &registry).await, None);
 
     registry.restart().await?;
     assert_eq!(v2_status(&client, &registry).await, Some(200));
+    let fetched = client.get(&blob_url).send().await?;
+    assert_eq!(fetched.status().as_u16(), 200);
+    assert_eq!(&fetched.bytes().await?[..], blob);
     Ok(())
 }
 
