@@ -89,6 +89,11 @@ impl GitDaemon {
         self.daemon.log_path()
     }
 
+    /// The last `lines` lines of the daemon's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.daemon.log_tail(lines)
+    }
+
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.daemon.pid()

@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod boot;
 mod daemon;
 mod error;
 mod git;

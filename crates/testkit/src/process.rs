@@ -1,5 +1,5 @@
-//! Process plumbing shared by every server: finding system binaries, spawning a server with its
-//! output in a log file, polling it until ready, and signalling it.
+//! Process plumbing shared by every server: finding system binaries, running helper commands,
+//! log files, readiness probes, signals, and process state read from `/proc`.
 //!
 //! Signals go through the `kill` command and liveness is read from `/proc`, because the
 //! workspace forbids `unsafe` and every libc call is unsafe.

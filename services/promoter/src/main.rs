@@ -3,9 +3,21 @@
 
 use slipway_promoter::{Config, run};
 use slipway_runtime::{config, service, shutdown, telemetry};
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match start().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Plain message, no backtrace: these are operator errors (bad config, port taken).
+            eprintln!("slipway-promoter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start() -> anyhow::Result<()> {
     let file = service::config_file_from_args(std::env::args())?;
     let config: Config = config::load(file.as_deref())?;
     let telemetry = telemetry::init(&config.telemetry, "slipway-promoter")?;
