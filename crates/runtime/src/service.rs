@@ -159,3 +159,40 @@ mod tests {
         assert!(config_file_from_args(args(&["--verbose"])).is_err());
     }
 }
+
+/// What [`main`] needs from a service's configuration.
+pub trait ServiceConfig: serde::de::DeserializeOwned + serde::Serialize + Default + crate::config::Validate {
+    /// The `telemetry` section.
+    fn telemetry(&self) -> &crate::config::TelemetryConfig;
+    /// The `admin` section.
+    fn admin(&self) -> &crate::config::AdminConfig;
+}
+
+/// The whole `main` of a service binary: load the config (`--config <file>` or
+/// `SLIPWAY_CONFIG`, then `SLIPWAY_*` env), set up telemetry, bind the admin port, call `run`
+/// with a token that SIGTERM/SIGINT cancel, and flush telemetry last. Errors are printed as one
+/// plain line (they are an operator's to fix: a bad key, a taken port), exit code 1.
+pub async fn main<C, F, Fut>(binary: &'static str, run: F) -> std::process::ExitCode
+where
+    C: ServiceConfig,
+    F: FnOnce(C, TcpListener, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let started = async {
+        let file = config_file_from_args(std::env::args())?;
+        let config: C = crate::config::load(file.as_deref())?;
+        let telemetry = crate::telemetry::init(config.telemetry(), binary)?;
+        let shutdown = crate::shutdown::root_token();
+        let admin = TcpListener::bind(config.admin().listen).await?;
+        let result = run(config, admin, shutdown).await;
+        let flushed = telemetry.shutdown();
+        result.and(flushed.map_err(Into::into))
+    };
+    match started.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{binary}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

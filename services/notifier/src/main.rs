@@ -1,30 +1,6 @@
-//! `slipway-notifier`: loads its config (`--config <file>` or `SLIPWAY_CONFIG`, then
-//! `SLIPWAY_*` env), sets up telemetry, and runs until SIGTERM/SIGINT.
-
-use slipway_notifier::{Config, run};
-use slipway_runtime::{config, service, shutdown, telemetry};
-use std::process::ExitCode;
+//! `slipway-notifier`: see [`slipway_runtime::service::main`] for what a service binary does.
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    match start().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // Plain message, no backtrace: these are operator errors (bad config, port taken).
-            eprintln!("slipway-notifier: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn start() -> anyhow::Result<()> {
-    let file = service::config_file_from_args(std::env::args())?;
-    let config: Config = config::load(file.as_deref())?;
-    let telemetry = telemetry::init(&config.telemetry, "slipway-notifier")?;
-    let shutdown = shutdown::root_token();
-    let admin = tokio::net::TcpListener::bind(config.admin.listen).await?;
-    let result = run(config, admin, shutdown).await;
-    // Flush telemetry last, whatever happened.
-    let flushed = telemetry.shutdown();
-    result.and(flushed.map_err(Into::into))
+async fn main() -> std::process::ExitCode {
+    slipway_runtime::service::main("slipway-notifier", slipway_notifier::run).await
 }

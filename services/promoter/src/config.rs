@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use slipway_runtime::config::{AdminConfig, DatabaseConfig, NatsConfig, TelemetryConfig, Validate};
+use slipway_runtime::service::ServiceConfig;
 
 /// Everything the promoter service reads from its configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,5 +36,15 @@ impl Validate for Config {
         self.database.validate()?;
         self.admin.validate()?;
         self.telemetry.validate()
+    }
+}
+
+impl ServiceConfig for Config {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+
+    fn admin(&self) -> &AdminConfig {
+        &self.admin
     }
 }
