@@ -135,6 +135,23 @@ impl Envelope {
         h
     }
 
+    /// The headers as name/value pairs, for storing an event outside NATS (outbox, spool).
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        self.to_headers()
+            .iter()
+            .flat_map(|(name, values)| values.iter().map(move |v| (name.to_string(), v.as_str().to_owned())))
+            .collect()
+    }
+
+    /// Reads an envelope back from [`Envelope::to_pairs`].
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<Self> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(name.as_str(), value.as_str());
+        }
+        Self::from_headers(&headers)
+    }
+
     /// Reads an envelope back from NATS headers; every required attribute must be present.
     pub fn from_headers(h: &HeaderMap) -> Result<Self> {
         let get = |name: &str| h.get(name).map(|v| v.as_str().to_owned());
@@ -183,6 +200,8 @@ mod tests {
         // Microsecond precision on the wire.
         assert_eq!(back.time.timestamp_micros(), env.time.timestamp_micros());
         assert_eq!(Envelope { time: env.time, ..back }, env);
+        let from_pairs = Envelope::from_pairs(&env.to_pairs()).expect("pairs");
+        assert_eq!(Envelope { time: env.time, ..from_pairs }, env);
     }
 
     #[test]

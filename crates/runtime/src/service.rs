@@ -142,24 +142,6 @@ pub fn config_file_from_args(args: impl IntoIterator<Item = String>) -> Result<O
     Ok(file)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(a: &[&str]) -> Vec<String> {
-        std::iter::once("bin").chain(a.iter().copied()).map(String::from).collect()
-    }
-
-    #[test]
-    fn config_flag() {
-        assert_eq!(config_file_from_args(args(&[])).expect("none"), None);
-        assert_eq!(config_file_from_args(args(&["--config", "a.toml"])).expect("a"), Some("a.toml".into()));
-        assert_eq!(config_file_from_args(args(&["--config=b.toml"])).expect("b"), Some("b.toml".into()));
-        assert!(config_file_from_args(args(&["--config"])).is_err());
-        assert!(config_file_from_args(args(&["--verbose"])).is_err());
-    }
-}
-
 /// What [`main`] needs from a service's configuration.
 pub trait ServiceConfig: serde::de::DeserializeOwned + serde::Serialize + Default + crate::config::Validate {
     /// The `telemetry` section.
@@ -194,5 +176,23 @@ where
             eprintln!("{binary}: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        std::iter::once("bin").chain(a.iter().copied()).map(String::from).collect()
+    }
+
+    #[test]
+    fn config_flag() {
+        assert_eq!(config_file_from_args(args(&[])).expect("none"), None);
+        assert_eq!(config_file_from_args(args(&["--config", "a.toml"])).expect("a"), Some("a.toml".into()));
+        assert_eq!(config_file_from_args(args(&["--config=b.toml"])).expect("b"), Some("b.toml".into()));
+        assert!(config_file_from_args(args(&["--config"])).is_err());
+        assert!(config_file_from_args(args(&["--verbose"])).is_err());
     }
 }

@@ -27,10 +27,12 @@ pub fn service_env(nats_url: &str, db_url: &str, admin_port: u16) -> Vec<(String
     ]
 }
 
-/// Spawns `bin` against `nats_url` and `db_url`, waiting until `/healthz` answers.
-pub async fn spawn_service(bin: &str, nats_url: &str, db_url: &str) -> BootedService {
+/// Spawns `bin` against `nats_url` and `db_url` (plus `extra_env`), waiting until `/healthz` answers.
+pub async fn spawn_service(bin: &str, nats_url: &str, db_url: &str, extra_env: &[(String, String)]) -> BootedService {
     let port = free_port();
-    let process = ServiceProcess::spawn(bin, &service_env(nats_url, db_url, port)).expect("spawn service");
+    let mut env = service_env(nats_url, db_url, port);
+    env.extend_from_slice(extra_env);
+    let process = ServiceProcess::spawn(bin, &env).expect("spawn service");
     let admin = format!("http://127.0.0.1:{port}");
     if let Err(e) = process.wait_http_ok(&format!("{admin}/healthz"), Duration::from_secs(30)).await {
         panic!("{bin} did not serve /healthz: {e}");
@@ -52,11 +54,11 @@ fn psql(db_url: &str, sql: &str) -> String {
 }
 
 /// The whole life cycle of service `bin` whose schema is `schema` and whose own migration
-/// creates `own_table`.
-pub async fn assert_service_lifecycle(bin: &str, schema: &str, own_table: &str) {
+/// creates `own_table`; `extra_env` carries what that service requires besides the basics.
+pub async fn assert_service_lifecycle(bin: &str, schema: &str, own_table: &str, extra_env: &[(String, String)]) {
     let mut nats = NatsServer::start().await.expect("nats");
     let db_url = shared_database().await.expect("database");
-    let mut svc = spawn_service(bin, &nats.url(), &db_url).await;
+    let mut svc = spawn_service(bin, &nats.url(), &db_url, extra_env).await;
     let name = Path::new(bin).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
     let ready = format!("{}/readyz", svc.admin);

@@ -1,9 +1,15 @@
-//! The ingest service's configuration: the shared sections, loaded by
+//! The ingest service's configuration: the shared sections plus the webhook listener,
+//! GitHub secrets, the spool directory and the monorepo's apps. Loaded by
 //! [`slipway_runtime::config::load`] (defaults → TOML → `SLIPWAY_*` env).
 
+use crate::apps::AppRule;
 use serde::{Deserialize, Serialize};
-use slipway_runtime::config::{AdminConfig, DatabaseConfig, NatsConfig, TelemetryConfig, Validate};
+use slipway_runtime::config::{
+    AdminConfig, DatabaseConfig, NatsConfig, Secret, TelemetryConfig, Validate, invalid, resolve_secret,
+};
 use slipway_runtime::service::ServiceConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Everything the ingest service reads from its configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,6 +23,71 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
+    /// The public listener GitHub posts to.
+    pub http: HttpConfig,
+    /// Webhook verification.
+    pub github: GithubConfig,
+    /// Where accepted events wait while NATS is unreachable.
+    pub spool: SpoolConfig,
+    /// The monorepo's apps and their paths.
+    pub apps: Vec<AppRule>,
+}
+
+/// The webhook listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address for `POST /webhooks/github`.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: ([127, 0, 0, 1], 8080).into() }
+    }
+}
+
+/// GitHub webhook settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubConfig {
+    /// Active webhook secrets; several during a rotation.
+    pub webhook_secrets: Vec<Secret>,
+    /// A file with one more secret (a mounted Kubernetes secret).
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Largest body accepted (GitHub caps payloads at 25 MB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        Self { webhook_secrets: Vec::new(), webhook_secret_file: None, max_body_bytes: 25 * 1024 * 1024 }
+    }
+}
+
+impl GithubConfig {
+    /// Every active secret, from the list and the file.
+    pub fn secrets(&self) -> slipway_runtime::Result<Vec<Secret>> {
+        let mut all: Vec<Secret> = self.webhook_secrets.clone();
+        if let Some(s) = resolve_secret(None, self.webhook_secret_file.as_deref(), "github.webhook_secret")? {
+            all.push(s);
+        }
+        Ok(all)
+    }
+}
+
+/// The on-disk spool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Directory of spool files; must survive restarts (a volume in Kubernetes).
+    pub dir: PathBuf,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("/var/lib/slipway/ingest/spool") }
+    }
 }
 
 impl Default for Config {
@@ -26,6 +97,10 @@ impl Default for Config {
             database: DatabaseConfig::with_schema("ingest"),
             admin: AdminConfig { listen: ([127, 0, 0, 1], 9101).into() },
             telemetry: TelemetryConfig::default(),
+            http: HttpConfig::default(),
+            github: GithubConfig::default(),
+            spool: SpoolConfig::default(),
+            apps: Vec::new(),
         }
     }
 }
@@ -35,7 +110,22 @@ impl Validate for Config {
         self.nats.validate()?;
         self.database.validate()?;
         self.admin.validate()?;
-        self.telemetry.validate()
+        self.telemetry.validate()?;
+        let secrets = self.github.secrets()?;
+        if secrets.is_empty() {
+            return Err(invalid(
+                "github.webhook_secrets",
+                "at least one secret is required (or github.webhook_secret_file)",
+            ));
+        }
+        if secrets.iter().any(|s| s.expose().is_empty()) {
+            return Err(invalid("github.webhook_secrets", "a secret must not be empty"));
+        }
+        if self.github.max_body_bytes == 0 {
+            return Err(invalid("github.max_body_bytes", "must be greater than 0"));
+        }
+        crate::apps::AppMatcher::new(&self.apps).map_err(|e| invalid("apps", e))?;
+        Ok(())
     }
 }
 

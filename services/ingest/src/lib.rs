@@ -1,24 +1,52 @@
-//! The ingest service: receives GitHub webhooks and chatops commands and turns them into durable events (`slipway.source.*`, `slipway.chatops.*`, `slipway.build.requested.*`).
+//! The ingest service: receives GitHub webhooks and chatops commands and turns them into
+//! durable events (`slipway.source.*`, `slipway.chatops.*`, `slipway.build.requested.*`).
 //!
-//! [`run`] boots the shared parts (admin port, NATS and the `SLIPWAY` stream, PostgreSQL
-//! schema `ingest` with its migrations) and runs until the shutdown token fires.
+//! A delivery flows: [`signature`] check → [`github::normalize`] → dedupe by delivery id →
+//! [`plan`] (source event, build requests for the [`apps`] that changed, [`chatops`]
+//! commands) → JetStream (or the [`spool`] while NATS is down) → 2xx. [`run`] boots the
+//! shared parts (admin port, NATS, PostgreSQL schema `ingest`), serves [`http`], and replays
+//! the spool in the background until shutdown.
 
+pub mod apps;
+pub mod chatops;
 pub mod config;
+pub mod github;
+pub mod http;
+pub mod plan;
+pub mod signature;
+pub mod spool;
 
 pub use config::Config;
 
+use anyhow::Context as _;
 use slipway_runtime::admin::AdminServer;
 use slipway_runtime::service::{self, Boot};
 use sqlx::migrate::Migrator;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// The ingest schema's migrations.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// Runs the service until `shutdown` is cancelled. The admin listener is passed in so tests
-/// can bind port 0.
+/// Binds the webhook listener from the config and runs until `shutdown`.
 pub async fn run(config: Config, admin_listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let http =
+        TcpListener::bind(config.http.listen).await.with_context(|| format!("http.listen {}", config.http.listen))?;
+    serve(config, admin_listener, http, shutdown).await
+}
+
+/// Runs with both listeners given (tests bind port 0). Webhooks are accepted only once
+/// NATS or the spool can take them and the database is migrated.
+pub async fn serve(
+    config: Config,
+    admin_listener: TcpListener,
+    http_listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let spool = Arc::new(spool::Spool::open(&config.spool.dir).context("spool.dir")?);
+    let matcher = apps::AppMatcher::new(&config.apps).map_err(anyhow::Error::msg).context("apps")?;
+    let secrets = config.github.secrets()?;
     let boot = Boot {
         name: "ingest",
         nats: &config.nats,
@@ -31,8 +59,22 @@ pub async fn run(config: Config, admin_listener: TcpListener, shutdown: Cancella
         Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    shutdown.cancelled().await;
-    tracing::info!(service = ctx.name, "shutting down");
+    let replay =
+        tokio::spawn(spool::replay(spool.clone(), ctx.publisher.clone(), ctx.client.clone(), shutdown.child_token()));
+    let state = Arc::new(http::Webhooks {
+        secrets,
+        matcher,
+        pool: ctx.pool.clone(),
+        publisher: ctx.publisher.clone(),
+        client: ctx.client.clone(),
+        spool,
+    });
+    let app = http::router(state, config.github.max_body_bytes);
+    tracing::info!(listen = %http_listener.local_addr()?, "accepting webhooks");
+    // Graceful: stop accepting, let in-flight deliveries finish (they end durable or failed).
+    axum::serve(http_listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    tracing::info!("shutting down");
+    replay.await?;
     admin.await??;
     ctx.client.drain().await?;
     Ok(())

@@ -5,7 +5,7 @@ use slipway_testkit::boot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boots_reports_readiness_and_stops_on_sigterm() {
-    boot::assert_service_lifecycle(env!("CARGO_BIN_EXE_slipway-promoter"), "promoter", "audit_log").await;
+    boot::assert_service_lifecycle(env!("CARGO_BIN_EXE_slipway-promoter"), "promoter", "audit_log", &[]).await;
 }
 
 #[tokio::test]

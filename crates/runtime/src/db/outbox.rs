@@ -32,7 +32,7 @@ pub async fn enqueue_with_id<E: EventPayload>(
 ) -> Result<EventId> {
     let (mut envelope, body) = slipway_mesh::prepare_with_id(id, source, payload)?;
     envelope.traceparent = telemetry::current_traceparent();
-    let headers = serde_json::to_value(header_pairs(&envelope))?;
+    let headers = serde_json::to_value(envelope.to_pairs())?;
     sqlx::query(
         "INSERT INTO slipway_outbox (event_id, subject, headers, body) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (event_id) DO NOTHING",
@@ -45,22 +45,6 @@ pub async fn enqueue_with_id<E: EventPayload>(
     .await?;
     sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&mut *conn).await?;
     Ok(envelope.id)
-}
-
-fn header_pairs(envelope: &Envelope) -> Vec<(String, String)> {
-    envelope
-        .to_headers()
-        .iter()
-        .flat_map(|(name, values)| values.iter().map(move |v| (name.to_string(), v.as_str().to_owned())))
-        .collect()
-}
-
-fn envelope_from_pairs(pairs: &[(String, String)]) -> Result<Envelope> {
-    let mut headers = async_nats::HeaderMap::new();
-    for (name, value) in pairs {
-        headers.insert(name.as_str(), value.as_str());
-    }
-    Ok(Envelope::from_headers(&headers)?)
 }
 
 /// Publishes outbox rows to JetStream.
@@ -98,7 +82,7 @@ impl Relay {
             let mut done = Vec::with_capacity(rows.len());
             for row in &rows {
                 let pairs: Vec<(String, String)> = serde_json::from_value(row.try_get("headers")?)?;
-                let envelope = envelope_from_pairs(&pairs)?;
+                let envelope = Envelope::from_pairs(&pairs)?;
                 let body: Vec<u8> = row.try_get("body")?;
                 // On a failed publish the transaction rolls back: nothing is marked, all is retried.
                 self.publisher.publish_envelope(&envelope, Bytes::from(body)).await?;

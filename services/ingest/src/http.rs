@@ -1,0 +1,172 @@
+//! `POST /webhooks/github`: verify, normalize, dedupe, make durable, answer.
+//!
+//! GitHub does not retry a failed delivery by itself, so the answer is 2xx only once the
+//! delivery's events are durable: acked by JetStream, or fsync'd to the spool while NATS is
+//! unreachable. A redelivery (same `X-GitHub-Delivery`) publishes nothing new.
+
+use crate::apps::AppMatcher;
+use crate::github::{self, Normalized};
+use crate::plan::{self, Prepared};
+use crate::signature;
+use crate::spool::{Spool, SpooledEvent};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::json;
+use slipway_runtime::config::Secret;
+use slipway_runtime::jetstream::Publisher;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// What the webhook handler needs.
+pub struct Webhooks {
+    /// Active webhook secrets.
+    pub secrets: Vec<Secret>,
+    /// The monorepo's apps.
+    pub matcher: AppMatcher,
+    /// The `ingest` schema (deliveries table).
+    pub pool: PgPool,
+    /// Publishes with JetStream acks.
+    pub publisher: Publisher,
+    /// For the connection state.
+    pub client: async_nats::Client,
+    /// Where events go while NATS is unreachable.
+    pub spool: Arc<Spool>,
+}
+
+/// The webhook router, with the body limit (413 beyond it).
+pub fn router(state: Arc<Webhooks>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/webhooks/github", post(github_webhook))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn reject(status: StatusCode, reason: &'static str, message: String) -> Response {
+    metrics::counter!("slipway_ingest_rejected_total", "reason" => reason).increment(1);
+    reply(status, json!({ "error": message }))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn github_webhook(State(state): State<Arc<Webhooks>>, headers: HeaderMap, body: Bytes) -> Response {
+    let delivery = header(&headers, "x-github-delivery").unwrap_or_default().to_owned();
+    let event = header(&headers, "x-github-event").unwrap_or_default().to_owned();
+    let span = tracing::info_span!("github_delivery", delivery = %delivery, event = %event, bytes = body.len());
+    async move {
+        let started = Instant::now();
+        let response = handle(&state, &headers, &delivery, &event, &body).await;
+        metrics::histogram!("slipway_ingest_request_seconds").record(started.elapsed().as_secs_f64());
+        tracing::info!(status = response.status().as_u16(), "delivery answered");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &str, body: &[u8]) -> Response {
+    let secrets: Vec<&[u8]> = state.secrets.iter().map(|s| s.expose().as_bytes()).collect();
+    let sig1 = headers.contains_key("x-hub-signature");
+    if let Err(e) = signature::verify(&secrets, body, header(headers, "x-hub-signature-256"), sig1) {
+        return reject(StatusCode::UNAUTHORIZED, "signature", e.to_string());
+    }
+    if event.is_empty() {
+        return reject(StatusCode::BAD_REQUEST, "no-event", "missing X-GitHub-Event header".into());
+    }
+    if !plan::valid_delivery_id(delivery) {
+        return reject(StatusCode::BAD_REQUEST, "delivery-id", "missing or invalid X-GitHub-Delivery header".into());
+    }
+    let normalized = match github::normalize(event, delivery, body) {
+        Ok(n) => n,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
+    };
+    if let Normalized::Ignored { reason, .. } = &normalized {
+        metrics::counter!("slipway_ingest_ignored_total", "event" => event.to_owned()).increment(1);
+        return reply(StatusCode::ACCEPTED, json!({ "status": "ignored", "reason": reason }));
+    }
+    if seen_before(&state.pool, delivery).await {
+        metrics::counter!("slipway_ingest_deduplicated_total").increment(1);
+        return reply(StatusCode::OK, json!({ "status": "duplicate" }));
+    }
+    let events = match plan::plan(&normalized, delivery, &state.matcher, state.publisher.source()) {
+        Ok(events) => events,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+    };
+    let spooled = match make_durable(state, &events).await {
+        Ok(spooled) => spooled,
+        Err(e) => {
+            tracing::error!(error = %e, "delivery could not be stored");
+            return reject(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "events could not be stored; retry".into());
+        }
+    };
+    remember(&state.pool, delivery, event).await;
+    metrics::counter!("slipway_ingest_accepted_total", "event" => event.to_owned()).increment(1);
+    reply(StatusCode::ACCEPTED, json!({ "status": "accepted", "events": events.len(), "spooled": spooled }))
+}
+
+/// Publishes every event (awaiting acks), or spools them all when NATS is down, a publish
+/// fails, or older deliveries still wait in the spool (to keep their order).
+/// Returns whether the events went to the spool.
+async fn make_durable(state: &Webhooks, events: &[Prepared]) -> Result<bool, String> {
+    let connected = state.client.connection_state() == async_nats::connection::State::Connected;
+    if connected && state.spool.is_empty() {
+        let mut published = true;
+        for e in events {
+            if let Err(err) = state.publisher.publish_envelope(&e.envelope, Bytes::from(e.body.clone())).await {
+                tracing::warn!(error = %err, "publish failed; spooling the delivery");
+                published = false;
+                break;
+            }
+        }
+        if published {
+            return Ok(false);
+        }
+    }
+    let batch: Vec<SpooledEvent> = events.iter().map(|e| SpooledEvent::new(&e.envelope, &e.body)).collect();
+    let spool = state.spool.clone();
+    tokio::task::spawn_blocking(move || spool.append(&batch))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    metrics::counter!("slipway_ingest_spooled_total").increment(1);
+    Ok(true)
+}
+
+/// True when this delivery id was accepted before. A database outage answers "no": the
+/// deterministic event ids still let JetStream drop the copies within its window.
+async fn seen_before(pool: &PgPool, delivery: &str) -> bool {
+    let found = sqlx::query_scalar::<_, i32>("SELECT 1 FROM github_deliveries WHERE delivery_id = $1")
+        .bind(delivery)
+        .fetch_optional(pool)
+        .await;
+    match found {
+        Ok(row) => row.is_some(),
+        Err(e) => {
+            tracing::warn!(error = %e, "delivery lookup failed; relying on stream dedupe");
+            false
+        }
+    }
+}
+
+async fn remember(pool: &PgPool, delivery: &str, event: &str) {
+    let stored =
+        sqlx::query("INSERT INTO github_deliveries (delivery_id, event) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(delivery)
+            .bind(event)
+            .execute(pool)
+            .await;
+    if let Err(e) = stored {
+        tracing::warn!(error = %e, "delivery not recorded; a late redelivery relies on stream dedupe");
+    }
+}

@@ -1,0 +1,280 @@
+//! ingest end to end against real nats-server and PostgreSQL: every fixture signed and
+//! tampered, redelivery, malformed and oversized bodies, and the spool while NATS is down.
+
+use serde_json::Value;
+use slipway_ingest::config::{GithubConfig, SpoolConfig};
+use slipway_ingest::{Config, apps::AppRule, serve, signature};
+use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
+use slipway_testkit::NatsServer;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "It's a Secret to Everybody";
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/github-webhooks")
+}
+
+struct Ingest {
+    url: String,
+    admin: String,
+    spool: tempfile::TempDir,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    http: reqwest::Client,
+}
+
+impl Ingest {
+    async fn start(nats: &NatsServer, max_body_bytes: usize) -> Self {
+        let db = slipway_testkit::shared_database().await.expect("database");
+        let spool = tempfile::tempdir().expect("spool dir");
+        let apps: Vec<AppRule> = serde_json::from_value(serde_json::json!([
+            { "name": "writer", "paths": ["apps/writer/**"] },
+            { "name": "reader", "paths": ["apps/reader/**", "libs/common/**"] },
+        ]))
+        .expect("apps");
+        let config = Config {
+            nats: NatsConfig { url: nats.url(), ..NatsConfig::default() },
+            database: DatabaseConfig { url: Some(Secret::new(db)), ..DatabaseConfig::with_schema("ingest") },
+            github: GithubConfig {
+                webhook_secrets: vec![Secret::new(SECRET)],
+                max_body_bytes,
+                ..GithubConfig::default()
+            },
+            spool: SpoolConfig { dir: spool.path().to_owned() },
+            apps,
+            ..Config::default()
+        };
+        let admin_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = format!("http://{}", admin_l.local_addr().expect("addr"));
+        let url = format!("http://{}/webhooks/github", http_l.local_addr().expect("addr"));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(config, admin_l, http_l, shutdown.clone()));
+        let http = reqwest::Client::builder().no_proxy().build().expect("client");
+        let ingest = Self { url, admin, spool, shutdown, task, http };
+        ingest.wait_ready().await;
+        ingest
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.admin)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("ingest never became ready");
+    }
+
+    async fn post(&self, event: &str, delivery: &str, body: &[u8], signature: Option<String>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .body(body.to_vec());
+        if let Some(sig) = signature {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        let resp = req.send().await.expect("POST");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> (u16, Value) {
+        self.post(event, delivery, body, Some(signature::sign(SECRET.as_bytes(), body))).await
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("join").expect("serve");
+    }
+}
+
+async fn stream_messages(nats: &NatsServer) -> Vec<(String, Value)> {
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("SLIPWAY").await.expect("stream");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            let body = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
+            out.push((m.subject.to_string(), body));
+        }
+    }
+    out
+}
+
+fn delivery_id(n: usize) -> String {
+    format!("72d3162e-cc78-11e3-81ab-{n:012}")
+}
+
+/// A push to main touching two apps, built from the fixture's shape.
+fn monorepo_push() -> Vec<u8> {
+    let mut push: Value =
+        serde_json::from_slice(&std::fs::read(fixtures_dir().join("push/payload.json")).expect("fixture"))
+            .expect("json");
+    push["ref"] = "refs/heads/main".into();
+    push["after"] = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c".into();
+    // The fixture deletes a tag; this one is an ordinary push to main.
+    push["deleted"] = false.into();
+    let commit = |id: &str, msg: &str, files: &[&str]| {
+        serde_json::json!({ "id": id, "message": msg, "added": files, "modified": [], "removed": [],
+                            "author": { "name": "Codertocat", "username": "Codertocat" }, "timestamp": "2019-05-15T15:20:30-05:00" })
+    };
+    push["commits"] = serde_json::json!([
+        commit("6113728f27ae82c7b1a177c8d03f9e96e0adf246", "feat(writer): add feed", &["apps/writer/src/feed.rs"]),
+        commit(
+            "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
+            "fix(common): escape",
+            &["libs/common/escape.rs", "README.md"]
+        ),
+    ]);
+    serde_json::to_vec(&push).expect("encode")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monorepo_push_becomes_a_source_event_and_one_build_per_changed_app() {
+    let nats = NatsServer::start().await.expect("nats");
+    let ingest = Ingest::start(&nats, 25 << 20).await;
+    let (status, body) = ingest.deliver("push", &delivery_id(1), &monorepo_push()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["events"], 3, "{body}");
+    let messages = stream_messages(&nats).await;
+    let subjects: Vec<&str> = messages.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "slipway.source.push.codertocat-hello-world",
+            "slipway.build.requested.reader",
+            "slipway.build.requested.writer"
+        ]
+    );
+    assert_eq!(messages[0].1["changedApps"], serde_json::json!(["reader", "writer"]));
+    assert_eq!(messages[2].1["source"]["commitSha"], "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c");
+
+    // A redelivery (same X-GitHub-Delivery) publishes nothing.
+    let (status, body) = ingest.deliver("push", &delivery_id(1), &monorepo_push()).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(stream_messages(&nats).await.len(), 3);
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_is_accepted_signed_and_refused_tampered() {
+    let nats = NatsServer::start().await.expect("nats");
+    let ingest = Ingest::start(&nats, 25 << 20).await;
+    let mut n = 100;
+    let mut accepted = 0;
+    for dir in std::fs::read_dir(fixtures_dir()).expect("fixtures").flatten().filter(|e| e.path().is_dir()) {
+        let event = dir.file_name().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+            let body = std::fs::read(file.path()).expect("read");
+            n += 1;
+            let (status, reply) = ingest.deliver(&event, &delivery_id(n), &body).await;
+            assert!(status == 202 || status == 200, "{event}/{:?}: {status} {reply}", file.file_name());
+            if reply["status"] == "accepted" {
+                accepted += 1;
+            } else {
+                assert_eq!(reply["status"], "ignored", "{event}/{:?}: {reply}", file.file_name());
+            }
+            for at in [0, body.len() / 2, body.len() - 1] {
+                let mut tampered = body.clone();
+                tampered[at] ^= 0x01;
+                n += 1;
+                let sig = signature::sign(SECRET.as_bytes(), &body);
+                let (status, _) = ingest.post(&event, &delivery_id(n), &tampered, Some(sig)).await;
+                assert_eq!(status, 401, "{event}/{:?} flipped at {at}", file.file_name());
+            }
+        }
+    }
+    assert!(accepted >= 10, "only {accepted} fixtures produced events");
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_store_nothing() {
+    let nats = NatsServer::start().await.expect("nats");
+    let ingest = Ingest::start(&nats, 64 * 1024).await;
+    let ping = std::fs::read(fixtures_dir().join("ping/payload.json")).expect("fixture");
+
+    let (status, body) = ingest.post("ping", &delivery_id(1), &ping, None).await;
+    assert_eq!(status, 401, "no signature: {body}");
+    let sha1_only = ingest
+        .http
+        .post(&ingest.url)
+        .header("x-github-event", "ping")
+        .header("x-github-delivery", delivery_id(2))
+        .header("x-hub-signature", "sha1=0000000000000000000000000000000000000000")
+        .body(ping.clone())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(sha1_only.status().as_u16(), 401);
+    let (status, _) =
+        ingest.post("ping", &delivery_id(3), &ping, Some(signature::sign(b"another secret", &ping))).await;
+    assert_eq!(status, 401, "wrong secret");
+
+    let (status, body) = ingest.deliver("push", &delivery_id(4), b"{ not json").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap_or_default().contains("push"), "{body}");
+
+    let (status, _) = ingest.deliver("push", "../../etc/passwd", &monorepo_push()).await;
+    assert_eq!(status, 400, "delivery ids are validated");
+
+    let big = vec![b' '; 100 * 1024];
+    let (status, _) = ingest.deliver("push", &delivery_id(5), &big).await;
+    assert_eq!(status, 413);
+
+    let (status, body) = ingest.deliver("marketplace_purchase", &delivery_id(6), b"{}").await;
+    assert_eq!((status, body["status"].as_str()), (202, Some("ignored")));
+
+    assert!(stream_messages(&nats).await.is_empty(), "nothing may reach the stream");
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_nats_is_down_deliveries_are_spooled_then_replayed_in_order() {
+    let mut nats = NatsServer::start().await.expect("nats");
+    let ingest = Ingest::start(&nats, 25 << 20).await;
+    let ping = std::fs::read(fixtures_dir().join("ping/payload.json")).expect("fixture");
+    let (status, _) = ingest.deliver("ping", &delivery_id(1), &ping).await;
+    assert_eq!(status, 202);
+
+    nats.kill().await.expect("kill nats");
+    // Let the client notice the connection is gone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 2..=4 {
+        let (status, body) = ingest.deliver("push", &delivery_id(n), &monorepo_push()).await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["spooled"], true, "{body}");
+    }
+    let spooled = std::fs::read_dir(ingest.spool.path()).expect("spool").count();
+    assert_eq!(spooled, 3, "one fsync'd file per delivery");
+
+    nats.restart().await.expect("restart nats");
+    for _ in 0..200 {
+        if std::fs::read_dir(ingest.spool.path()).expect("spool").count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read_dir(ingest.spool.path()).expect("spool").count(), 0, "spool drained");
+    let messages = stream_messages(&nats).await;
+    assert_eq!(messages.len(), 1 + 3 * 3, "ping + 3 pushes × (push + 2 builds)");
+    let pushes: Vec<&str> = messages
+        .iter()
+        .filter(|(s, _)| s.starts_with("slipway.source.push"))
+        .map(|(_, b)| b["deliveryId"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(pushes, [delivery_id(2), delivery_id(3), delivery_id(4)], "replayed in order");
+    ingest.stop().await;
+}
