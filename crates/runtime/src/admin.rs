@@ -2,7 +2,8 @@
 //!
 //! `GET /healthz` answers while the process can serve HTTP at all (Kubernetes liveness).
 //! `GET /readyz` runs the service's [`ReadinessCheck`]s concurrently and answers 503 with the
-//! failing check's message when one fails (readiness). `GET /metrics` renders everything the
+//! failing check's message when a required one fails (readiness), or 200 with status
+//! `degraded` when only optional ones fail. `GET /metrics` renders everything the
 //! process recorded through the `metrics` facade in Prometheus text format. A service may add
 //! its own routes (debug endpoints) with [`AdminServer::with_routes`].
 
@@ -149,14 +150,20 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
         (check.name(), outcome)
     });
     let outcomes = futures::future::join_all(runs).await;
-    let ready = outcomes.iter().all(|(_, outcome)| outcome.is_ok());
+    let failing = |required: bool| {
+        state.checks.iter().zip(&outcomes).any(|(check, (_, outcome))| check.required() == required && outcome.is_err())
+    };
+    let (ready, degraded) = (!failing(true), failing(false));
     let checks: BTreeMap<&str, String> =
         outcomes.into_iter().map(|(name, outcome)| (name, outcome.err().unwrap_or_else(|| "ok".to_owned()))).collect();
-    if !ready {
-        tracing::warn!(?checks, "not ready");
+    if !ready || degraded {
+        tracing::warn!(?checks, ready, "not fully ready");
     }
-    let (status, label) =
-        if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not-ready") };
+    let (status, label) = match (ready, degraded) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready"),
+        (true, true) => (StatusCode::OK, "degraded"),
+        (true, false) => (StatusCode::OK, "ready"),
+    };
     let body = serde_json::json!({ "status": label, "checks": checks });
     (status, axum::Json(body)).into_response()
 }

@@ -46,11 +46,15 @@ pub struct Boot<'a> {
     pub migrator: &'a Migrator,
     /// Admin server with any extra routes; NATS and database checks are added here.
     pub admin: AdminServer,
+    /// False when the service keeps working through a NATS outage (`/readyz` then says
+    /// `degraded` instead of 503).
+    pub nats_required: bool,
 }
 
 /// A readiness check that reports "starting" until the real one is known.
 struct Deferred {
     name: &'static str,
+    required: bool,
     inner: Arc<OnceLock<Box<dyn ReadinessCheck>>>,
 }
 
@@ -65,6 +69,11 @@ impl ReadinessCheck for Deferred {
             None => async { Err("starting".to_owned()) }.boxed(),
         }
     }
+
+    fn required(&self) -> bool {
+        // Until the first connection is made, nothing can be served either way.
+        self.required || self.inner.get().is_none()
+    }
 }
 
 /// Boots the shared parts; returns them and the admin server's task.
@@ -77,8 +86,8 @@ pub async fn start(
     let db_ready = Arc::new(OnceLock::new());
     let admin = boot
         .admin
-        .with_check(Box::new(Deferred { name: "nats", inner: nats_ready.clone() }))
-        .with_check(Box::new(Deferred { name: "database", inner: db_ready.clone() }));
+        .with_check(Box::new(Deferred { name: "nats", required: boot.nats_required, inner: nats_ready.clone() }))
+        .with_check(Box::new(Deferred { name: "database", required: true, inner: db_ready.clone() }));
     let admin_task = tokio::spawn(admin.serve(admin_listener, shutdown.child_token()));
 
     let client = jetstream::connect(boot.nats, &format!("slipway-{}", boot.name)).await?;

@@ -29,6 +29,24 @@ impl ReadinessCheck for Toggle {
     }
 }
 
+/// An optional dependency: its failure degrades the service instead of making it unready.
+struct Optional(Arc<AtomicBool>);
+
+impl ReadinessCheck for Optional {
+    fn name(&self) -> &'static str {
+        "optional"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        let ready = self.0.load(Ordering::SeqCst);
+        async move { if ready { Ok(()) } else { Err("spooling".to_owned()) } }.boxed()
+    }
+
+    fn required(&self) -> bool {
+        false
+    }
+}
+
 struct Running {
     base: String,
     shutdown: CancellationToken,
@@ -82,6 +100,22 @@ async fn readyz_follows_the_checks_and_healthz_stays_ok() -> Result<()> {
 
     let still_alive = running.get("/healthz").await?;
     assert_eq!(still_alive.status(), StatusCode::OK);
+    running.stop().await
+}
+
+#[tokio::test]
+async fn an_optional_check_failing_degrades_but_stays_ready() -> Result<()> {
+    let (required, optional) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicBool::new(false)));
+    let server =
+        AdminServer::new().with_check(Box::new(Toggle(required.clone()))).with_check(Box::new(Optional(optional)));
+    let running = start(server).await?;
+    let degraded = running.get("/readyz").await?;
+    assert_eq!(degraded.status(), StatusCode::OK);
+    let body: Value = degraded.json().await?;
+    assert_eq!(body, json!({"status": "degraded", "checks": {"toggle": "ok", "optional": "spooling"}}));
+    required.store(false, Ordering::SeqCst);
+    let down = running.get("/readyz").await?;
+    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
     running.stop().await
 }
 

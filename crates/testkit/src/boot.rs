@@ -86,25 +86,29 @@ pub async fn assert_service_lifecycle(bin: &str, schema: &str, own_table: &str, 
     assert_eq!(status, 200);
     assert!(jsz.contains("\"SLIPWAY\""), "stream SLIPWAY missing: {jsz}");
 
-    // Readiness follows NATS: down while it is killed, back after its restart.
+    // Readiness follows NATS: not-ready (503) or degraded (a service that works around the
+    // outage) while it is killed, ready again after its restart.
     nats.kill().await.expect("kill nats");
-    wait_status(&ready, 503, Duration::from_secs(15))
+    wait_until(&ready, Duration::from_secs(15), |status, body| status == 503 || body.contains("\"degraded\""))
         .await
         .unwrap_or_else(|| panic!("{name} stayed ready without NATS"));
     let (status, _) = get(&format!("{}/healthz", svc.admin)).await;
     assert_eq!(status, 200, "liveness must not depend on NATS");
     nats.restart().await.expect("restart nats");
-    wait_status(&ready, 200, Duration::from_secs(30)).await.unwrap_or_else(|| panic!("{name} did not recover"));
+    wait_until(&ready, Duration::from_secs(30), |status, body| status == 200 && body.contains("\"ready\""))
+        .await
+        .unwrap_or_else(|| panic!("{name} did not recover"));
 
     svc.process.sigterm().expect("SIGTERM");
     let status = svc.process.wait(Duration::from_secs(15)).await.expect("exit after SIGTERM");
     assert!(status.success(), "{name} exited with {status}:\n{}", svc.process.output_tail(40));
 }
 
-async fn wait_status(url: &str, want: u16, timeout: Duration) -> Option<()> {
+async fn wait_until(url: &str, timeout: Duration, done: impl Fn(u16, &str) -> bool) -> Option<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
-        if get(url).await.0 == want {
+        let (status, body) = get(url).await;
+        if done(status, &body) {
             return Some(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -53,6 +53,7 @@ pub async fn serve(
         database: &config.database,
         migrator: &MIGRATOR,
         admin: AdminServer::new().with_metrics(slipway_runtime::admin::metrics_recorder()),
+        nats_required: false,
     };
     let (ctx, admin) = match service::start(boot, admin_listener, &shutdown).await {
         Ok(started) => started,

@@ -25,6 +25,7 @@ pub async fn run(config: Config, admin_listener: TcpListener, shutdown: Cancella
         database: &config.database,
         migrator: &MIGRATOR,
         admin: AdminServer::new().with_metrics(slipway_runtime::admin::metrics_recorder()),
+        nats_required: true,
     };
     let (ctx, admin) = match service::start(boot, admin_listener, &shutdown).await {
         Ok(started) => started,

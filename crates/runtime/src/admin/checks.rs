@@ -12,6 +12,13 @@ pub trait ReadinessCheck: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Resolves to `Ok(())` when the dependency is usable right now.
     fn check(&self) -> BoxFuture<'_, std::result::Result<(), String>>;
+
+    /// Whether the service is unready without this dependency. A service that can work
+    /// around an outage (ingest spools to disk while NATS is down) marks the check optional:
+    /// its failure makes `/readyz` answer 200 with status `degraded` instead of 503.
+    fn required(&self) -> bool {
+        true
+    }
 }
 
 /// Time a database round trip may take before the service reports not ready.
