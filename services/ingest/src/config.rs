@@ -29,6 +29,8 @@ pub struct Config {
     pub github: GithubConfig,
     /// Where accepted events wait while NATS is unreachable.
     pub spool: SpoolConfig,
+    /// The chat bot endpoint `POST /chatops`.
+    pub chatops: ChatopsConfig,
     /// The monorepo's apps and their paths.
     pub apps: Vec<AppRule>,
 }
@@ -57,11 +59,18 @@ pub struct GithubConfig {
     pub webhook_secret_file: Option<PathBuf>,
     /// Largest body accepted (GitHub caps payloads at 25 MB).
     pub max_body_bytes: usize,
+    /// How long accepted delivery ids are remembered; GitHub allows redelivery for 3 days.
+    pub delivery_retention_hours: u64,
 }
 
 impl Default for GithubConfig {
     fn default() -> Self {
-        Self { webhook_secrets: Vec::new(), webhook_secret_file: None, max_body_bytes: 25 * 1024 * 1024 }
+        Self {
+            webhook_secrets: Vec::new(),
+            webhook_secret_file: None,
+            max_body_bytes: 25 * 1024 * 1024,
+            delivery_retention_hours: 96,
+        }
     }
 }
 
@@ -74,6 +83,14 @@ impl GithubConfig {
         }
         Ok(all)
     }
+}
+
+/// Chat bots' access to `POST /chatops`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatopsConfig {
+    /// Bearer tokens of the bots; none disables the endpoint.
+    pub tokens: Vec<Secret>,
 }
 
 /// The on-disk spool.
@@ -100,6 +117,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             github: GithubConfig::default(),
             spool: SpoolConfig::default(),
+            chatops: ChatopsConfig::default(),
             apps: Vec::new(),
         }
     }
@@ -120,6 +138,12 @@ impl Validate for Config {
         }
         if secrets.iter().any(|s| s.expose().is_empty()) {
             return Err(invalid("github.webhook_secrets", "a secret must not be empty"));
+        }
+        if self.github.delivery_retention_hours < 72 {
+            return Err(invalid(
+                "github.delivery_retention_hours",
+                "must be at least 72 (GitHub redelivers for 3 days)",
+            ));
         }
         if self.github.max_body_bytes == 0 {
             return Err(invalid("github.max_body_bytes", "must be greater than 0"));

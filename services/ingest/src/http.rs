@@ -5,6 +5,7 @@
 //! unreachable. A redelivery (same `X-GitHub-Delivery`) publishes nothing new.
 
 use crate::apps::AppMatcher;
+use crate::deliveries;
 use crate::github::{self, Normalized};
 use crate::plan::{self, Prepared};
 use crate::signature;
@@ -37,26 +38,29 @@ pub struct Webhooks {
     pub client: async_nats::Client,
     /// Where events go while NATS is unreachable.
     pub spool: Arc<Spool>,
+    /// SHA-256 digests of the bearer tokens chat bots use on `/chatops`; empty disables it.
+    pub chatops_tokens: Vec<[u8; 32]>,
 }
 
 /// The webhook router, with the body limit (413 beyond it).
 pub fn router(state: Arc<Webhooks>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/webhooks/github", post(github_webhook))
+        .route("/chatops", post(crate::chatbot::chatops))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
 
-fn reply(status: StatusCode, body: serde_json::Value) -> Response {
+pub(crate) fn reply(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn reject(status: StatusCode, reason: &'static str, message: String) -> Response {
+pub(crate) fn reject(status: StatusCode, reason: &'static str, message: String) -> Response {
     metrics::counter!("slipway_ingest_rejected_total", "reason" => reason).increment(1);
     reply(status, json!({ "error": message }))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -95,7 +99,7 @@ async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &s
         metrics::counter!("slipway_ingest_ignored_total", "event" => event.to_owned()).increment(1);
         return reply(StatusCode::ACCEPTED, json!({ "status": "ignored", "reason": reason }));
     }
-    if seen_before(&state.pool, delivery).await {
+    if deliveries::seen_before(&state.pool, delivery).await {
         metrics::counter!("slipway_ingest_deduplicated_total").increment(1);
         return reply(StatusCode::OK, json!({ "status": "duplicate" }));
     }
@@ -110,7 +114,7 @@ async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &s
             return reject(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "events could not be stored; retry".into());
         }
     };
-    remember(&state.pool, delivery, event).await;
+    deliveries::remember(&state.pool, delivery, event).await;
     metrics::counter!("slipway_ingest_accepted_total", "event" => event.to_owned()).increment(1);
     reply(StatusCode::ACCEPTED, json!({ "status": "accepted", "events": events.len(), "spooled": spooled }))
 }
@@ -118,7 +122,7 @@ async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &s
 /// Publishes every event (awaiting acks), or spools them all when NATS is down, a publish
 /// fails, or older deliveries still wait in the spool (to keep their order).
 /// Returns whether the events went to the spool.
-async fn make_durable(state: &Webhooks, events: &[Prepared]) -> Result<bool, String> {
+pub(crate) async fn make_durable(state: &Webhooks, events: &[Prepared]) -> Result<bool, String> {
     let connected = state.client.connection_state() == async_nats::connection::State::Connected;
     if connected && state.spool.is_empty() {
         let mut published = true;
@@ -141,32 +145,4 @@ async fn make_durable(state: &Webhooks, events: &[Prepared]) -> Result<bool, Str
         .map_err(|e| e.to_string())?;
     metrics::counter!("slipway_ingest_spooled_total").increment(1);
     Ok(true)
-}
-
-/// True when this delivery id was accepted before. A database outage answers "no": the
-/// deterministic event ids still let JetStream drop the copies within its window.
-async fn seen_before(pool: &PgPool, delivery: &str) -> bool {
-    let found = sqlx::query_scalar::<_, i32>("SELECT 1 FROM github_deliveries WHERE delivery_id = $1")
-        .bind(delivery)
-        .fetch_optional(pool)
-        .await;
-    match found {
-        Ok(row) => row.is_some(),
-        Err(e) => {
-            tracing::warn!(error = %e, "delivery lookup failed; relying on stream dedupe");
-            false
-        }
-    }
-}
-
-async fn remember(pool: &PgPool, delivery: &str, event: &str) {
-    let stored =
-        sqlx::query("INSERT INTO github_deliveries (delivery_id, event) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(delivery)
-            .bind(event)
-            .execute(pool)
-            .await;
-    if let Err(e) = stored {
-        tracing::warn!(error = %e, "delivery not recorded; a late redelivery relies on stream dedupe");
-    }
 }

@@ -8,8 +8,10 @@
 //! the spool in the background until shutdown.
 
 pub mod apps;
+pub mod chatbot;
 pub mod chatops;
 pub mod config;
+pub mod deliveries;
 pub mod github;
 pub mod http;
 pub mod plan;
@@ -69,7 +71,10 @@ pub async fn serve(
         publisher: ctx.publisher.clone(),
         client: ctx.client.clone(),
         spool,
+        chatops_tokens: config.chatops.tokens.iter().map(|t| chatbot::token_digest(t.expose())).collect(),
     });
+    let retention = std::time::Duration::from_secs(config.github.delivery_retention_hours * 3600);
+    tokio::spawn(deliveries::prune_periodically(ctx.pool.clone(), retention, shutdown.child_token()));
     let app = http::router(state, config.github.max_body_bytes);
     tracing::info!(listen = %http_listener.local_addr()?, "accepting webhooks");
     // Graceful: stop accepting, let in-flight deliveries finish (they end durable or failed).

@@ -25,6 +25,8 @@ pub fn valid_delivery_id(id: &str) -> bool {
 }
 
 struct Planner<'a> {
+    /// `gh` for GitHub deliveries, `chat` for chat messages.
+    prefix: &'static str,
     delivery: &'a str,
     source: &'a str,
     out: Vec<Prepared>,
@@ -32,11 +34,26 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     fn add<E: EventPayload>(&mut self, payload: &E) -> Result<(), slipway_mesh::Error> {
-        let id = EventId::parse(&format!("gh-{}-{}", self.delivery, self.out.len()))?;
+        let id = EventId::parse(&format!("{}-{}-{}", self.prefix, self.delivery, self.out.len()))?;
         let (envelope, body) = slipway_mesh::prepare_with_id(id, self.source, payload)?;
         self.out.push(Prepared { envelope, body });
         Ok(())
     }
+}
+
+/// One `chatops.command` event per command, with ids derived from `source_id` (a chat
+/// message id), so a bot that retries the same message adds nothing.
+pub fn commands(
+    commands: &[slipway_mesh::v1::ChatopsCommand],
+    source_id: &str,
+    source: &str,
+) -> Result<Vec<Prepared>, slipway_mesh::Error> {
+    let token = crate::apps::id_token(source_id);
+    let mut p = Planner { prefix: "chat", delivery: &token, source, out: Vec::new() };
+    for command in commands {
+        p.add(command)?;
+    }
+    Ok(p.out)
 }
 
 /// The events of one delivery. `delivery` must satisfy [`valid_delivery_id`].
@@ -46,7 +63,7 @@ pub fn plan(
     matcher: &AppMatcher,
     source: &str,
 ) -> Result<Vec<Prepared>, slipway_mesh::Error> {
-    let mut p = Planner { delivery, source, out: Vec::new() };
+    let mut p = Planner { prefix: "gh", delivery, source, out: Vec::new() };
     match normalized {
         Normalized::Push(push) => {
             let mut push = push.clone();

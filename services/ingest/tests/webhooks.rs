@@ -2,7 +2,7 @@
 //! tampered, redelivery, malformed and oversized bodies, and the spool while NATS is down.
 
 use serde_json::Value;
-use slipway_ingest::config::{GithubConfig, SpoolConfig};
+use slipway_ingest::config::{ChatopsConfig, GithubConfig, SpoolConfig};
 use slipway_ingest::{Config, apps::AppRule, serve, signature};
 use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
 use slipway_testkit::NatsServer;
@@ -12,12 +12,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "It's a Secret to Everybody";
+const BOT_TOKEN: &str = "bot-token-1";
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/github-webhooks")
 }
 
 struct Ingest {
+    db: String,
     url: String,
     admin: String,
     spool: tempfile::TempDir,
@@ -37,13 +39,14 @@ impl Ingest {
         .expect("apps");
         let config = Config {
             nats: NatsConfig { url: nats.url(), ..NatsConfig::default() },
-            database: DatabaseConfig { url: Some(Secret::new(db)), ..DatabaseConfig::with_schema("ingest") },
+            database: DatabaseConfig { url: Some(Secret::new(db.clone())), ..DatabaseConfig::with_schema("ingest") },
             github: GithubConfig {
                 webhook_secrets: vec![Secret::new(SECRET)],
                 max_body_bytes,
                 ..GithubConfig::default()
             },
             spool: SpoolConfig { dir: spool.path().to_owned() },
+            chatops: ChatopsConfig { tokens: vec![Secret::new(BOT_TOKEN)] },
             apps,
             ..Config::default()
         };
@@ -54,7 +57,7 @@ impl Ingest {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve(config, admin_l, http_l, shutdown.clone()));
         let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        let ingest = Self { url, admin, spool, shutdown, task, http };
+        let ingest = Self { db, url, admin, spool, shutdown, task, http };
         ingest.wait_ready().await;
         ingest
     }
@@ -286,5 +289,88 @@ async fn while_nats_is_down_deliveries_are_spooled_then_replayed_in_order() {
         .map(|(_, b)| b["deliveryId"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(pushes, [delivery_id(2), delivery_id(3), delivery_id(4)], "replayed in order");
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_commands_from_comments_and_bots_become_command_events() {
+    let nats = NatsServer::start().await.expect("nats");
+    let ingest = Ingest::start(&nats, 25 << 20).await;
+
+    // A PR comment with two commands, one inside a code block (ignored) and one quoted (ignored).
+    let mut comment: Value = serde_json::from_slice(
+        &std::fs::read(fixtures_dir().join("issue_comment/created.payload.json")).expect("fixture"),
+    )
+    .expect("json");
+    comment["comment"]["body"] =
+        "LGTM\n/approve writer prod\n```\n/rollback writer prod\n```\n> /hold\n/hold writer staging flaky".into();
+    let body = serde_json::to_vec(&comment).expect("encode");
+    let (status, reply) = ingest.deliver("issue_comment", &delivery_id(1), &body).await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["events"], 2, "{reply}");
+
+    // A chat bot: bad token, then a message with a valid and an invalid command.
+    let bot = |token: &str, message: Value| {
+        ingest.http.post(ingest.url.replace("/webhooks/github", "/chatops")).bearer_auth(token).json(&message).send()
+    };
+    let message = serde_json::json!({ "id": "slack-1700000000.000100", "actor": "octocat", "channel": "slack",
+                                      "text": "/promote writer prod v1.2.3\n/promote ../etc prod" });
+    assert_eq!(bot("wrong", message.clone()).await.expect("POST").status().as_u16(), 401);
+    let resp = bot(BOT_TOKEN, message.clone()).await.expect("POST");
+    assert_eq!(resp.status().as_u16(), 202);
+    let reply: Value = resp.json().await.expect("json");
+    assert_eq!(reply["commands"][0]["app"], "writer");
+    assert!(reply["commands"][1]["error"].as_str().unwrap_or_default().contains("app name"), "{reply}");
+    // The bot retries the same message: nothing new.
+    assert_eq!(bot(BOT_TOKEN, message).await.expect("POST").status().as_u16(), 202);
+    let resp = bot(BOT_TOKEN, serde_json::json!({ "id": "x", "text": "/lgtm" })).await.expect("POST");
+    assert_eq!(resp.status().as_u16(), 400, "missing actor");
+
+    let messages = stream_messages(&nats).await;
+    let subjects: Vec<&str> = messages.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "slipway.chatops.command.writer.prod",
+            "slipway.chatops.command.writer.staging",
+            "slipway.chatops.command.writer.prod",
+            "slipway.chatops.command.-.-",
+        ]
+    );
+    assert_eq!(messages[0].1["actor"], "Codertocat");
+    assert_eq!(messages[1].1["reason"], "flaky");
+    assert_eq!(messages[2].1["tag"], "v1.2.3");
+    assert_eq!(messages[3].1["kind"], "COMMAND_KIND_UNKNOWN");
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruned_deliveries_are_still_deduplicated_by_the_stream_window() {
+    let nats = NatsServer::start().await.expect("nats");
+    let ingest = Ingest::start(&nats, 25 << 20).await;
+    let ping = std::fs::read(fixtures_dir().join("ping/payload.json")).expect("fixture");
+    assert_eq!(ingest.deliver("ping", &delivery_id(1), &ping).await.0, 202);
+    assert_eq!(ingest.deliver("ping", &delivery_id(2), &ping).await.0, 202);
+
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_with(
+            ingest.db.parse::<sqlx::postgres::PgConnectOptions>().expect("url").options([("search_path", "ingest")]),
+        )
+        .await
+        .expect("connect");
+    sqlx::query("UPDATE github_deliveries SET received_at = now() - interval '5 days' WHERE delivery_id = $1")
+        .bind(delivery_id(1))
+        .execute(&pool)
+        .await
+        .expect("age");
+    let pruned = slipway_ingest::deliveries::prune(&pool, Duration::from_secs(96 * 3600)).await.expect("prune");
+    assert_eq!(pruned, 1, "only the old delivery goes");
+
+    // Forgotten by the record, the redelivery is accepted again, and JetStream still drops it.
+    let (status, reply) = ingest.deliver("ping", &delivery_id(1), &ping).await;
+    assert_eq!((status, reply["status"].as_str()), (202, Some("accepted")));
+    let (status, reply) = ingest.deliver("ping", &delivery_id(2), &ping).await;
+    assert_eq!((status, reply["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(stream_messages(&nats).await.len(), 2);
     ingest.stop().await;
 }
