@@ -51,7 +51,7 @@ fn authorized(state: &Webhooks, headers: &HeaderMap) -> bool {
     };
     // Comparing digests: equal-length values, and the digest leaks nothing usable.
     let digest = token_digest(token.trim());
-    state.chatops_tokens.iter().any(|t| *t == digest)
+    state.chatops_tokens.contains(&digest)
 }
 
 pub(crate) async fn chatops(State(state): State<Arc<Webhooks>>, headers: HeaderMap, body: Bytes) -> Response {
