@@ -107,6 +107,35 @@ impl Publisher {
         self.publish_envelope(&envelope, Bytes::from(body)).await
     }
 
+    /// Publishes several prepared events, sending all before awaiting the acks (one round
+    /// trip instead of one per event). Fails if any is not stored; the caller may publish the
+    /// whole batch again, since the ids dedupe.
+    pub async fn publish_batch(&self, events: &[(Envelope, Bytes)]) -> Result<Vec<Published>> {
+        let started = Instant::now();
+        let mut pending = Vec::with_capacity(events.len());
+        for (envelope, body) in events {
+            let mut headers = envelope.to_headers();
+            if envelope.traceparent.is_none() {
+                telemetry::inject_nats(&mut headers);
+            }
+            let ack = self
+                .js
+                .publish_with_headers(envelope.subject.clone(), headers, body.clone())
+                .await
+                .map_err(|e| nats_err("publish", e))?;
+            pending.push((envelope, ack));
+        }
+        let mut published = Vec::with_capacity(pending.len());
+        for (envelope, ack) in pending {
+            let ack = ack.await.map_err(|e| nats_err("publish ack", e))?;
+            metrics::counter!("slipway_published_total", "kind" => envelope.kind.ce_type(), "duplicate" => ack.duplicate.to_string())
+                .increment(1);
+            published.push(Published { id: envelope.id.clone(), sequence: ack.sequence, duplicate: ack.duplicate });
+        }
+        metrics::histogram!("slipway_publish_batch_seconds").record(started.elapsed().as_secs_f64());
+        Ok(published)
+    }
+
     /// Publishes an already prepared event (the outbox relay and ingest's spool use this).
     /// When the envelope has no trace context, the current span's is injected.
     pub async fn publish_envelope(&self, envelope: &Envelope, body: Bytes) -> Result<Published> {

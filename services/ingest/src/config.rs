@@ -61,6 +61,8 @@ pub struct GithubConfig {
     pub max_body_bytes: usize,
     /// How long accepted delivery ids are remembered; GitHub allows redelivery for 3 days.
     pub delivery_retention_hours: u64,
+    /// Asking GitHub to redeliver failed deliveries (off unless `hook` is set).
+    pub reconcile: crate::reconcile::ReconcileConfig,
 }
 
 impl Default for GithubConfig {
@@ -70,6 +72,7 @@ impl Default for GithubConfig {
             webhook_secret_file: None,
             max_body_bytes: 25 * 1024 * 1024,
             delivery_retention_hours: 96,
+            reconcile: crate::reconcile::ReconcileConfig::default(),
         }
     }
 }
@@ -149,6 +152,7 @@ impl Validate for Config {
             return Err(invalid("github.max_body_bytes", "must be greater than 0"));
         }
         crate::apps::AppMatcher::new(&self.apps).map_err(|e| invalid("apps", e))?;
+        self.github.reconcile.validated()?;
         Ok(())
     }
 }

@@ -125,16 +125,10 @@ async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &s
 pub(crate) async fn make_durable(state: &Webhooks, events: &[Prepared]) -> Result<bool, String> {
     let connected = state.client.connection_state() == async_nats::connection::State::Connected;
     if connected && state.spool.is_empty() {
-        let mut published = true;
-        for e in events {
-            if let Err(err) = state.publisher.publish_envelope(&e.envelope, Bytes::from(e.body.clone())).await {
-                tracing::warn!(error = %err, "publish failed; spooling the delivery");
-                published = false;
-                break;
-            }
-        }
-        if published {
-            return Ok(false);
+        let batch: Vec<_> = events.iter().map(|e| (e.envelope.clone(), Bytes::from(e.body.clone()))).collect();
+        match state.publisher.publish_batch(&batch).await {
+            Ok(_) => return Ok(false),
+            Err(err) => tracing::warn!(error = %err, "publish failed; spooling the delivery"),
         }
     }
     let batch: Vec<SpooledEvent> = events.iter().map(|e| SpooledEvent::new(&e.envelope, &e.body)).collect();

@@ -15,6 +15,7 @@ pub mod deliveries;
 pub mod github;
 pub mod http;
 pub mod plan;
+pub mod reconcile;
 pub mod signature;
 pub mod spool;
 
@@ -73,6 +74,10 @@ pub async fn serve(
         spool,
         chatops_tokens: config.chatops.tokens.iter().map(|t| chatbot::token_digest(t.expose())).collect(),
     });
+    if let Some(token) = config.github.reconcile.validated()? {
+        let reconciler = reconcile::Reconciler::new(config.github.reconcile.clone(), token, ctx.pool.clone());
+        tokio::spawn(reconciler.run(shutdown.child_token()));
+    }
     let retention = std::time::Duration::from_secs(config.github.delivery_retention_hours * 3600);
     tokio::spawn(deliveries::prune_periodically(ctx.pool.clone(), retention, shutdown.child_token()));
     let app = http::router(state, config.github.max_body_bytes);

@@ -1,0 +1,220 @@
+//! The ingest benchmark (issue 3): signed 8 KB push webhooks into a running ingest, from a
+//! separate load process, with JetStream file storage; next to the raw JetStream publish rate
+//! measured in the same run, and next to the adnanh `webhook` server verifying the same
+//! signatures (Debian package `webhook`).
+
+use crate::load::Figures;
+use anyhow::{Context as _, bail};
+use futures::StreamExt as _;
+use slipway_ingest::config::{GithubConfig, SpoolConfig};
+use slipway_ingest::{Config, apps::AppRule, signature};
+use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret, TelemetryConfig};
+use slipway_testkit::{NatsServer, ServiceProcess, free_port, shared_database};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "bench-secret";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Webhooks per measured run.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 8192)]
+    body_bytes: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    #[arg(long)]
+    nats: String,
+    #[arg(long)]
+    db: String,
+    #[arg(long)]
+    http: u16,
+    #[arg(long)]
+    admin: u16,
+    #[arg(long)]
+    spool: PathBuf,
+}
+
+/// The `ingest-server` child: ingest as in production, configured for the benchmark.
+pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let apps: Vec<AppRule> =
+        serde_json::from_value(serde_json::json!([{ "name": "writer", "paths": ["apps/writer/**"] }]))?;
+    let config = Config {
+        nats: NatsConfig { url: args.nats, ..NatsConfig::default() },
+        database: DatabaseConfig {
+            url: Some(Secret::new(args.db)),
+            max_connections: 32,
+            ..DatabaseConfig::with_schema("ingest")
+        },
+        github: GithubConfig { webhook_secrets: vec![Secret::new(SECRET)], ..GithubConfig::default() },
+        spool: SpoolConfig { dir: args.spool },
+        telemetry: TelemetryConfig { filter: "warn".into(), ..TelemetryConfig::default() },
+        apps,
+        ..Config::default()
+    };
+    let telemetry = slipway_runtime::telemetry::init(&config.telemetry, "slipway-ingest")?;
+    let admin = tokio::net::TcpListener::bind(("127.0.0.1", args.admin)).await?;
+    let http = tokio::net::TcpListener::bind(("127.0.0.1", args.http)).await?;
+    let result = slipway_ingest::serve(config, admin, http, slipway_runtime::shutdown::root_token()).await;
+    let _ = telemetry.shutdown();
+    result
+}
+
+/// A push to `main` touching `apps/writer`, padded with commits to about `size` bytes.
+fn push_body(size: usize) -> Vec<u8> {
+    let commit = |i: usize| {
+        serde_json::json!({
+            "id": format!("{i:040x}"), "message": format!("fix(writer): change {i}"), "timestamp": "2026-11-23T10:00:00Z",
+            "author": { "name": "Bench", "username": "bench" },
+            "added": [], "removed": [], "modified": [format!("apps/writer/src/file_{i}.rs")],
+        })
+    };
+    let mut commits = Vec::new();
+    loop {
+        commits.push(commit(commits.len()));
+        let body = serde_json::json!({
+            "ref": "refs/heads/main", "before": "a".repeat(40), "after": format!("{:040x}", commits.len()),
+            "created": false, "deleted": false, "forced": false,
+            "repository": { "full_name": "acme/mono", "name": "mono" },
+            "pusher": { "name": "bench" }, "sender": { "login": "bench" },
+            "commits": commits, "head_commit": null,
+        });
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        if bytes.len() >= size || commits.len() > 10_000 {
+            return bytes;
+        }
+    }
+}
+
+async fn load(url: &str, body: &Path, requests: usize, concurrency: usize, run_id: &str) -> anyhow::Result<Figures> {
+    let sig = signature::sign(SECRET.as_bytes(), &std::fs::read(body)?);
+    let out = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["load", "--url", url, "--signature", &sig, "--run-id", run_id])
+        .arg("--body")
+        .arg(body)
+        .args(["--requests", &requests.to_string(), "--concurrency", &concurrency.to_string()])
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!("load generator failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(line.trim()).with_context(|| format!("load output {line:?}"))
+}
+
+/// Acked JetStream publishes of `size`-byte messages, `window` in flight, unique msg ids.
+async fn raw_jetstream(url: &str, count: usize, window: usize, size: usize) -> anyhow::Result<f64> {
+    let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+    let payload = bytes::Bytes::from(vec![b'x'; size]);
+    let started = Instant::now();
+    let acks = futures::stream::iter(0..count)
+        .map(|n| {
+            let (js, payload) = (js.clone(), payload.clone());
+            async move {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", format!("raw-{n}").as_str());
+                js.publish_with_headers("slipway.bench.raw", headers, payload).await?.await
+            }
+        })
+        .buffer_unordered(window);
+    let failures = acks.filter(|r| futures::future::ready(r.is_err())).count().await;
+    if failures > 0 {
+        bail!("{failures} raw publishes failed");
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn adnanh_webhook(body: &Path, args: &Args, dir: &Path) -> anyhow::Result<Option<Figures>> {
+    if std::process::Command::new("webhook").arg("-version").output().is_err() {
+        return Ok(None);
+    }
+    let hooks = dir.join("hooks.json");
+    let rule = serde_json::json!([{
+        "id": "bench", "execute-command": "/bin/true", "trigger-rule-mismatch-http-response-code": 401,
+        "trigger-rule": { "match": { "type": "payload-hmac-sha256", "secret": SECRET,
+                                      "parameter": { "source": "header", "name": "X-Hub-Signature-256" } } },
+    }]);
+    std::fs::write(&hooks, serde_json::to_vec(&rule)?)?;
+    let port = free_port();
+    let server = ServiceProcess::spawn_with_args(
+        "webhook",
+        ["-hooks", &hooks.display().to_string(), "-ip", "127.0.0.1", "-port", &port.to_string()],
+        &[],
+    )?;
+    let url = format!("http://127.0.0.1:{port}/hooks/bench");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    load(&url, body, 500, args.concurrency, "warm").await?;
+    let figures = load(&url, body, args.requests, args.concurrency, "run").await?;
+    drop(server);
+    Ok(Some(figures))
+}
+
+fn row(name: &str, f: &Figures) {
+    println!("{name:<34} {:>8} {:>7} {:>10.0} {:>9.2} {:>9.2}", f.requests, f.errors, f.per_second, f.p50_ms, f.p99_ms);
+}
+
+/// The orchestrator: servers, ingest child, load child, raw rate, comparison, table.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let db = shared_database().await?;
+    let dir = tempfile::tempdir()?;
+    let body = dir.path().join("push.json");
+    std::fs::write(&body, push_body(args.body_bytes))?;
+    let (http, admin) = (free_port(), free_port());
+    let exe = std::env::current_exe()?;
+    let server = ServiceProcess::spawn_with_args(
+        &exe,
+        [
+            "ingest-server",
+            "--nats",
+            &nats.url(),
+            "--db",
+            &db,
+            "--http",
+            &http.to_string(),
+            "--admin",
+            &admin.to_string(),
+            "--spool",
+            &dir.path().join("spool").display().to_string(),
+        ],
+        &[],
+    )?;
+    server.wait_http_ok(&format!("http://127.0.0.1:{admin}/readyz"), Duration::from_secs(30)).await?;
+    let url = format!("http://127.0.0.1:{http}/webhooks/github");
+    load(&url, &body, 1000, args.concurrency, "warm").await?;
+    let ingest = load(&url, &body, args.requests, args.concurrency, "run").await?;
+    let raw = raw_jetstream(&nats.url(), args.requests, args.concurrency, args.body_bytes).await?;
+    drop(server);
+    let webhook = adnanh_webhook(&body, &args, dir.path()).await?;
+
+    let size = std::fs::metadata(&body)?.len();
+    println!(
+        "\ningest benchmark: {} signed push webhooks of {size} bytes, {} in flight, loopback, 2 processes",
+        args.requests, args.concurrency
+    );
+    println!("{:<34} {:>8} {:>7} {:>10} {:>9} {:>9}", "system", "requests", "errors", "per sec", "p50 ms", "p99 ms");
+    row("slipway ingest (JetStream file)", &ingest);
+    println!("{:<34} {:>8} {:>7} {raw:>10.0} {:>9} {:>9}", "raw JetStream publish (acked)", args.requests, 0, "-", "-");
+    match &webhook {
+        Some(f) => row("adnanh webhook (HMAC, /bin/true)", f),
+        None => println!("adnanh webhook: not installed (apt-get install webhook)"),
+    }
+    let ratio = ingest.per_second / raw;
+    println!(
+        "\ntargets: >= 10000/s: {:.0}/s | p99 <= 15 ms: {:.2} ms | >= 0.5 x raw JetStream: {ratio:.2} x",
+        ingest.per_second, ingest.p99_ms
+    );
+    Ok(())
+}
