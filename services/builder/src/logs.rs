@@ -1,0 +1,114 @@
+//! A build's log: every line the backend prints, kept (up to a size cap) for the NATS Object
+//! Store bucket that dashboards and slipctl read, and a tail of the last lines for
+//! `build.failed`.
+
+use async_nats::jetstream::{self, object_store};
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// Lines of one build.
+pub struct BuildLog {
+    inner: Mutex<Inner>,
+    tail_lines: usize,
+    max_bytes: usize,
+}
+
+struct Inner {
+    text: String,
+    dropped: usize,
+    tail: VecDeque<String>,
+}
+
+impl BuildLog {
+    /// An empty log keeping `tail_lines` for the tail and at most `max_bytes` in full.
+    pub fn new(tail_lines: usize, max_bytes: usize) -> Self {
+        let inner = Inner { text: String::new(), dropped: 0, tail: VecDeque::new() };
+        Self { inner: Mutex::new(inner), tail_lines: tail_lines.max(1), max_bytes }
+    }
+
+    /// Appends one line (without its newline).
+    pub fn line(&self, line: impl Into<String>) {
+        let line = line.into();
+        tracing::debug!(target: "slipway_builder::build_log", "{line}");
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.text.len() + line.len() < self.max_bytes {
+            inner.text.push_str(&line);
+            inner.text.push('\n');
+        } else {
+            inner.dropped += 1;
+        }
+        if inner.tail.len() == self.tail_lines {
+            inner.tail.pop_front();
+        }
+        inner.tail.push_back(line);
+    }
+
+    /// The last lines.
+    pub fn tail(&self) -> Vec<String> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).tail.iter().cloned().collect()
+    }
+
+    /// The whole log, with a note of lines dropped beyond the cap.
+    pub fn text(&self) -> String {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut text = inner.text.clone();
+        if inner.dropped > 0 {
+            text.push_str(&format!("[{} lines dropped: log larger than the configured cap]\n", inner.dropped));
+        }
+        text
+    }
+}
+
+/// The Object Store bucket build logs go to, one object `<build_id>.log` per build.
+#[derive(Clone)]
+pub struct LogStore {
+    store: object_store::ObjectStore,
+}
+
+impl LogStore {
+    /// Creates the bucket (or binds to it), keeping logs for `max_age`.
+    pub async fn open(js: &jetstream::Context, bucket: &str, max_age: Duration) -> Result<Self, String> {
+        let config = object_store::Config {
+            bucket: bucket.to_owned(),
+            description: Some("slipway build logs".to_owned()),
+            max_age,
+            ..Default::default()
+        };
+        let store = match js.get_object_store(bucket).await {
+            Ok(store) => store,
+            Err(_) => js.create_object_store(config).await.map_err(|e| format!("object store {bucket}: {e}"))?,
+        };
+        Ok(Self { store })
+    }
+
+    /// Stores `log` under `<build_id>.log`, replacing an earlier attempt's.
+    pub async fn put(&self, build_id: &str, log: &BuildLog) -> Result<(), String> {
+        let text = log.text();
+        let name = object_name(build_id);
+        self.store.put(name.as_str(), &mut text.as_bytes()).await.map_err(|e| format!("put {name}: {e}"))?;
+        Ok(())
+    }
+}
+
+/// The object name of a build's log.
+pub fn object_name(build_id: &str) -> String {
+    format!("{build_id}.log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_a_tail_and_caps_the_text() {
+        let log = BuildLog::new(3, 20);
+        for i in 0..10 {
+            log.line(format!("line {i}"));
+        }
+        assert_eq!(log.tail(), ["line 7", "line 8", "line 9"]);
+        let text = log.text();
+        assert!(text.starts_with("line 0\nline 1\n"), "{text}");
+        assert!(text.contains("[8 lines dropped"), "{text}");
+    }
+}
