@@ -11,7 +11,7 @@
 //! message id makes the event ids, so a bot retrying a message publishes nothing new.
 
 use crate::chatops::{self, CommandContext};
-use crate::http::{Webhooks, header, make_durable, reject, reply};
+use crate::http::{Stored, Webhooks, header, make_durable, reject, reply};
 use crate::plan;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -83,7 +83,7 @@ pub(crate) async fn chatops(State(state): State<Arc<Webhooks>>, headers: HeaderM
         Err(e) => return reject(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
     };
     let spooled = match make_durable(&state, &prepared).await {
-        Ok(spooled) => spooled,
+        Ok(stored) => stored == Stored::Spooled,
         Err(e) => {
             tracing::error!(error = %e, "chatops message could not be stored");
             return reject(

@@ -5,6 +5,7 @@
 
 use sqlx::PgPool;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// True when this delivery id was accepted before. A database outage answers "no": the
@@ -23,16 +24,59 @@ pub async fn seen_before(pool: &PgPool, delivery: &str) -> bool {
     }
 }
 
-/// Records an accepted delivery (best effort; see [`seen_before`]).
-pub async fn remember(pool: &PgPool, delivery: &str, event: &str) {
-    let stored =
-        sqlx::query("INSERT INTO github_deliveries (delivery_id, event) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(delivery)
-            .bind(event)
-            .execute(pool)
-            .await;
-    if let Err(e) = stored {
-        tracing::warn!(error = %e, "delivery not recorded; a late redelivery relies on stream dedupe");
+/// Records accepted deliveries in batches, off the request path: a redelivery that comes
+/// before its row is written is still caught by JetStream's duplicate window (the event ids
+/// are derived from the delivery id), so the record only has to be there within a day.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<(String, String)>,
+}
+
+/// Most rows one INSERT writes.
+const BATCH: usize = 512;
+
+impl Recorder {
+    /// Starts the writer task; it flushes what is queued and stops when `shutdown` fires.
+    pub fn spawn(pool: PgPool, shutdown: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(8 * BATCH);
+        (Self { tx }, tokio::spawn(write_batches(pool, rx, shutdown)))
+    }
+
+    /// Queues a delivery id; waits only when the queue is full (the database is behind).
+    pub async fn remember(&self, delivery: &str, event: &str) {
+        if self.tx.send((delivery.to_owned(), event.to_owned())).await.is_err() {
+            tracing::warn!("delivery recorder stopped; a late redelivery relies on stream dedupe");
+        }
+    }
+}
+
+async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<(String, String)>, shutdown: CancellationToken) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let first = tokio::select! {
+            item = rx.recv() => item,
+            () = shutdown.cancelled() => { rx.close(); rx.recv().await }
+        };
+        let Some(first) = first else { return };
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let (ids, events): (Vec<String>, Vec<String>) = batch.drain(..).unzip();
+        let stored = sqlx::query(
+            "INSERT INTO github_deliveries (delivery_id, event) SELECT * FROM unnest($1::text[], $2::text[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&events)
+        .execute(&pool)
+        .await;
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, count = ids.len(), "deliveries not recorded; late redeliveries rely on stream dedupe");
+        }
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Webhooks {
     pub matcher: AppMatcher,
     /// The `ingest` schema (deliveries table).
     pub pool: PgPool,
+    /// Writes accepted delivery ids in batches.
+    pub recorder: deliveries::Recorder,
     /// Publishes with JetStream acks.
     pub publisher: Publisher,
     /// For the connection state.
@@ -107,27 +109,43 @@ async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &s
         Ok(events) => events,
         Err(e) => return reject(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
     };
-    let spooled = match make_durable(state, &events).await {
-        Ok(spooled) => spooled,
+    let stored = match make_durable(state, &events).await {
+        Ok(stored) => stored,
         Err(e) => {
             tracing::error!(error = %e, "delivery could not be stored");
             return reject(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "events could not be stored; retry".into());
         }
     };
-    deliveries::remember(&state.pool, delivery, event).await;
+    state.recorder.remember(delivery, event).await;
+    if stored == Stored::AlreadyInStream {
+        metrics::counter!("slipway_ingest_deduplicated_total").increment(1);
+        return reply(StatusCode::OK, json!({ "status": "duplicate" }));
+    }
+    let spooled = stored == Stored::Spooled;
     metrics::counter!("slipway_ingest_accepted_total", "event" => event.to_owned()).increment(1);
     reply(StatusCode::ACCEPTED, json!({ "status": "accepted", "events": events.len(), "spooled": spooled }))
 }
 
+/// Where a delivery's events ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// Acked by JetStream.
+    Published,
+    /// Acked by JetStream as duplicates: the same delivery was stored before.
+    AlreadyInStream,
+    /// fsync'd to the spool.
+    Spooled,
+}
+
 /// Publishes every event (awaiting acks), or spools them all when NATS is down, a publish
 /// fails, or older deliveries still wait in the spool (to keep their order).
-/// Returns whether the events went to the spool.
-pub(crate) async fn make_durable(state: &Webhooks, events: &[Prepared]) -> Result<bool, String> {
+pub(crate) async fn make_durable(state: &Webhooks, events: &[Prepared]) -> Result<Stored, String> {
     let connected = state.client.connection_state() == async_nats::connection::State::Connected;
     if connected && state.spool.is_empty() {
         let batch: Vec<_> = events.iter().map(|e| (e.envelope.clone(), Bytes::from(e.body.clone()))).collect();
         match state.publisher.publish_batch(&batch).await {
-            Ok(_) => return Ok(false),
+            Ok(acks) if !acks.is_empty() && acks.iter().all(|a| a.duplicate) => return Ok(Stored::AlreadyInStream),
+            Ok(_) => return Ok(Stored::Published),
             Err(err) => tracing::warn!(error = %err, "publish failed; spooling the delivery"),
         }
     }
@@ -138,5 +156,5 @@ pub(crate) async fn make_durable(state: &Webhooks, events: &[Prepared]) -> Resul
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     metrics::counter!("slipway_ingest_spooled_total").increment(1);
-    Ok(true)
+    Ok(Stored::Spooled)
 }

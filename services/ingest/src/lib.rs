@@ -65,10 +65,12 @@ pub async fn serve(
     };
     let replay =
         tokio::spawn(spool::replay(spool.clone(), ctx.publisher.clone(), ctx.client.clone(), shutdown.child_token()));
+    let (recorder, recording) = deliveries::Recorder::spawn(ctx.pool.clone(), shutdown.child_token());
     let state = Arc::new(http::Webhooks {
         secrets,
         matcher,
         pool: ctx.pool.clone(),
+        recorder,
         publisher: ctx.publisher.clone(),
         client: ctx.client.clone(),
         spool,
@@ -86,6 +88,7 @@ pub async fn serve(
     axum::serve(http_listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
     tracing::info!("shutting down");
     replay.await?;
+    recording.await?;
     admin.await??;
     ctx.client.drain().await?;
     Ok(())

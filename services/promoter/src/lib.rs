@@ -4,6 +4,7 @@
 //! schema `promoter` with its migrations) and runs until the shutdown token fires.
 
 pub mod config;
+pub mod gitops;
 
 pub use config::Config;
 

@@ -1,0 +1,247 @@
+//! [`GitopsWriter`]: the queue keyed by (repository URL, branch). Each key gets one tokio task
+//! fed by a channel; it gathers what arrives within the batch window into one batch and hands
+//! the batch, with its cached clone, to a blocking thread for the git work.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::{Error, Landed, RepoKey, Result, Update, message, repo};
+
+/// How the writer batches, retries and signs.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Holds one cached bare clone per repository branch.
+    pub work_dir: PathBuf,
+    /// After the first update of a batch arrives, how long to wait for more. Updates that
+    /// queued while the previous batch was being pushed join at once, whatever the window.
+    pub batch_window: Duration,
+    /// The most updates in one commit.
+    pub max_batch: usize,
+    /// Fetch-edit-commit-push rounds before a batch fails.
+    pub push_attempts: u32,
+    /// First retry delay; doubles per attempt (capped at 2 s), plus jitter.
+    pub backoff: Duration,
+    /// How many remote commits are searched for an update's promotion id.
+    pub history_depth: usize,
+    pub author_name: String,
+    pub author_email: String,
+    /// Subject template, see [`message::DEFAULT_TEMPLATE`].
+    pub message_template: String,
+}
+
+impl WriterConfig {
+    /// Defaults: 100 ms window, 500 updates per commit, 8 attempts from 50 ms, 200 commits of
+    /// history, author `Slipway <slipway@localhost>`.
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        WriterConfig {
+            work_dir: work_dir.into(),
+            batch_window: Duration::from_millis(100),
+            max_batch: 500,
+            push_attempts: 8,
+            backoff: Duration::from_millis(50),
+            history_depth: 200,
+            author_name: "Slipway".into(),
+            author_email: "slipway@localhost".into(),
+            message_template: message::DEFAULT_TEMPLATE.into(),
+        }
+    }
+}
+
+/// What a writer has done so far, over all its repositories.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Batches taken from the queues.
+    pub batches: u64,
+    /// Commits pushed.
+    pub commits: u64,
+    /// Rounds that had to start over on a fresh fetch: rejected (non-fast-forward) or failed
+    /// pushes, and unreachable remotes.
+    pub retries: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    batches: AtomicU64,
+    commits: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn committed(&self, pushed: bool) {
+        if pushed {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> WriterStats {
+        WriterStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Job {
+    update: Update,
+    reply: oneshot::Sender<Result<Landed>>,
+}
+
+/// Writes image updates to GitOps repositories; one serialized worker per repository branch.
+/// Create and use it inside a Tokio runtime. Dropping it lets each worker finish its queue.
+pub struct GitopsWriter {
+    config: Arc<WriterConfig>,
+    counters: Arc<Counters>,
+    queues: Mutex<HashMap<RepoKey, mpsc::UnboundedSender<Job>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for GitopsWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitopsWriter").field("work_dir", &self.config.work_dir).finish_non_exhaustive()
+    }
+}
+
+impl GitopsWriter {
+    pub fn new(config: WriterConfig) -> Self {
+        let (queues, workers) = (Mutex::default(), Mutex::default());
+        GitopsWriter { config: Arc::new(config), counters: Arc::default(), queues, workers }
+    }
+
+    /// Counts of batches, commits and retries so far.
+    pub fn stats(&self) -> WriterStats {
+        self.counters.snapshot()
+    }
+
+    /// Validates `update` and queues it for `repo`; the returned future resolves once it is on
+    /// the remote branch (or failed). Returns at once, so a caller can queue many.
+    pub fn submit(&self, repo: &RepoKey, update: Update) -> Result<Pending> {
+        update.validate()?;
+        let (reply, answer) = oneshot::channel();
+        let mut job = Job { update, reply };
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..2 {
+            let queue = queues.entry(repo.clone()).or_insert_with(|| self.spawn_worker(repo.clone()));
+            match queue.send(job) {
+                Ok(()) => return Ok(Pending(answer)),
+                // The worker is gone (it panicked): start a new one once.
+                Err(mpsc::error::SendError(returned)) => {
+                    job = returned;
+                    queues.remove(repo);
+                }
+            }
+        }
+        Err(Error::Closed)
+    }
+
+    /// [`submit`](Self::submit) and wait.
+    pub async fn apply(&self, repo: &RepoKey, update: Update) -> Result<Landed> {
+        self.submit(repo, update)?.await
+    }
+
+    /// Closes the queues and waits until every worker has written what it was given.
+    pub async fn shutdown(self) {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(PoisonError::into_inner));
+        for worker in workers {
+            if let Err(e) = worker.await {
+                tracing::error!(error = %e, "gitops worker ended abnormally");
+            }
+        }
+    }
+
+    fn spawn_worker(&self, key: RepoKey) -> mpsc::UnboundedSender<Job> {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let span = tracing::info_span!("gitops_writer", url = %key.redacted_url(), branch = %key.branch);
+        let shared = (self.config.clone(), self.counters.clone());
+        let worker = tokio::spawn(run_worker(key, shared, jobs).instrument(span));
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        workers.retain(|w| !w.is_finished());
+        workers.push(worker);
+        queue
+    }
+}
+
+/// The answer to a submitted update; resolves to where it landed.
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<Result<Landed>>);
+
+impl Future for Pending {
+    type Output = Result<Landed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|answer| answer.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+/// One repository branch: batch, write on a blocking thread, answer, repeat.
+async fn run_worker(key: RepoKey, shared: (Arc<WriterConfig>, Arc<Counters>), mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut clone = None;
+    while let Some(first) = jobs.recv().await {
+        let batch = gather(first, &mut jobs, &shared.0).await;
+        shared.1.batches.fetch_add(1, Ordering::Relaxed);
+        let updates: Vec<Update> = batch.iter().map(|job| job.update.clone()).collect();
+        let (key, (config, counters)) = (key.clone(), shared.clone());
+        let count = updates.len();
+        let started = Instant::now();
+        let mut slot = clone.take();
+        let written = tokio::task::spawn_blocking(move || {
+            let results = repo::write_batch(&mut slot, &config, &counters, &key, &updates);
+            (slot, results)
+        })
+        .await;
+        let results = match written {
+            Ok((slot, results)) => {
+                clone = slot;
+                results
+            }
+            Err(e) => {
+                let error = Error::Git { op: "worker", message: e.to_string() };
+                vec![Err(error); count]
+            }
+        };
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        tracing::info!(
+            updates = count,
+            failed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "gitops batch written"
+        );
+        for (job, result) in batch.into_iter().zip(results) {
+            // The submitter may have stopped waiting; the write stands either way.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// `first` plus whatever is queued already, plus what arrives within the window.
+async fn gather(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, config: &WriterConfig) -> Vec<Job> {
+    let deadline = Instant::now() + config.batch_window;
+    let mut batch = vec![first];
+    while batch.len() < config.max_batch.max(1) {
+        if let Ok(job) = jobs.try_recv() {
+            batch.push(job);
+            continue;
+        }
+        match tokio::time::timeout_at(deadline, jobs.recv()).await {
+            Ok(Some(job)) => batch.push(job),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    batch
+}

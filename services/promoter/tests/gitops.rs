@@ -1,0 +1,347 @@
+//! Git write-back against the test kit's real `git daemon`: byte-exact edits on the remote,
+//! two writers racing on one branch, batching, crash retries, and the latency of one update.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slipway_mesh::names::{AppName, CommitSha, EnvName, ImageTag};
+use slipway_promoter::gitops::{GitopsWriter, ImageChange, Outcome, RepoKey, Target, Update, WriterConfig};
+use slipway_testkit::GitDaemon;
+use tempfile::TempDir;
+
+/// Runs git with a fixed identity; panics with its stderr on failure.
+fn git(args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// A bare repository on the daemon whose `main` holds `files`, with a reflog of every update
+/// of `main` (the no-force-push check reads it).
+fn seed(daemon: &GitDaemon, name: &str, files: &[(String, String)]) -> RepoKey {
+    let url = daemon.create_bare_repo(name).expect("bare repo");
+    let bare = daemon.repo_path(name);
+    git(&["--git-dir", path_str(&bare), "config", "core.logAllRefUpdates", "always"]);
+    let work = TempDir::new().expect("temp dir");
+    let dir = path_str(work.path());
+    git(&["init", "-q", dir]);
+    for (path, text) in files {
+        let file = work.path().join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(file, text).expect("write");
+    }
+    git(&["-C", dir, "add", "-A"]);
+    git(&["-C", dir, "commit", "-q", "-m", "seed"]);
+    git(&["-C", dir, "push", "-q", &url, "main"]);
+    RepoKey::new(url, "main").expect("key")
+}
+
+fn remote_file(daemon: &GitDaemon, name: &str, path: &str) -> String {
+    git(&["--git-dir", path_str(&daemon.repo_path(name)), "show", &format!("main:{path}")])
+}
+
+/// `(sha, parent count, message)` of every commit on `main`, newest first.
+fn remote_log(daemon: &GitDaemon, name: &str) -> Vec<(String, usize, String)> {
+    let log = git(&["--git-dir", path_str(&daemon.repo_path(name)), "log", "--format=%H%x00%P%x00%B%x1e", "main"]);
+    log.split('\u{1e}')
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| {
+            let mut parts = c.trim_start_matches('\n').splitn(3, '\0');
+            let sha = parts.next().unwrap_or_default().to_owned();
+            let parents = parts.next().unwrap_or_default().split_whitespace().count();
+            (sha, parents, parts.next().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+/// Every value `main` ever had was an ancestor of the next: nothing was force-pushed.
+fn assert_never_forced(daemon: &GitDaemon, name: &str) {
+    let bare = daemon.repo_path(name);
+    let heads = git(&["--git-dir", path_str(&bare), "reflog", "show", "--format=%H", "refs/heads/main"]);
+    let heads: Vec<&str> = heads.lines().collect();
+    assert!(heads.len() > 1, "the reflog records the pushes");
+    for pair in heads.windows(2) {
+        let (newer, older) = (pair[0], pair[1]);
+        let status = Command::new("git")
+            .args(["--git-dir", path_str(&bare), "merge-base", "--is-ancestor", older, newer])
+            .status()
+            .expect("git merge-base");
+        assert!(status.success(), "{older} is not an ancestor of {newer}: a forced update");
+    }
+}
+
+fn kustomize_update(id: &str, app: &str, tag: &str) -> Update {
+    Update {
+        promotion_id: id.into(),
+        app: AppName::parse(app).expect("app"),
+        stage: EnvName::parse("dev").expect("stage"),
+        source_commit: Some(CommitSha::parse(&"c".repeat(40)).expect("sha")),
+        target: Target::Kustomize { file: format!("apps/{app}/dev/kustomization.yaml"), image: app.into() },
+        change: ImageChange { tag: Some(ImageTag::parse(tag).expect("tag")), ..ImageChange::default() },
+    }
+}
+
+fn kustomization(app: &str) -> String {
+    format!("# {app} in dev\nresources: [deployment.yaml]\nimages:\n  - name: {app}\n    newTag: \"v0\"  # seed\n")
+}
+
+fn app_files(apps: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
+    apps.into_iter().map(|app| (format!("apps/{app}/dev/kustomization.yaml"), kustomization(&app))).collect()
+}
+
+fn config(dir: &TempDir, window_ms: u64) -> WriterConfig {
+    WriterConfig { batch_window: Duration::from_millis(window_ms), ..WriterConfig::new(dir.path()) }
+}
+
+const TRICKY_KUSTOMIZATION: &str = "\
+# Managed by Slipway.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind:   Kustomization
+resources: [ ../base ,  extra.yaml ]   # flow list, odd spacing
+images:
+      # six-space indent, a comment inside the list
+      -   name: writer      # the writer
+          newName: 'registry.local:5000/acme/writer'
+          newTag: \"1.0.0\"   # double-quoted
+      - {name: reader, newTag: 'r1'}   # flow entry, single-quoted
+";
+
+const TRICKY_VALUES: &str = "\
+# Helm values
+image:
+        repository: registry.local:5000/acme/api   # eight spaces
+        tag: 'v1'   # single-quoted
+        pullPolicy: IfNotPresent
+sidecar: {image: {tag: s1}}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_change_exactly_the_value_on_the_remote() {
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let files = [
+        ("k/kustomization.yaml".to_owned(), TRICKY_KUSTOMIZATION.to_owned()),
+        ("h/values.yaml".to_owned(), TRICKY_VALUES.to_owned()),
+        ("flow/kustomization.yaml".to_owned(), "images: [{name: a, newTag: \"1\"}]\n".to_owned()),
+    ];
+    let key = seed(&daemon, "bytes", &files);
+    let work = TempDir::new().expect("work dir");
+    let writer = GitopsWriter::new(config(&work, 0));
+    let tag = |t: &str| ImageChange { tag: Some(ImageTag::parse(t).expect("tag")), ..ImageChange::default() };
+    let target = |file: &str, image: &str| Target::Kustomize { file: file.into(), image: image.into() };
+    let edits = [
+        ("p-writer", target("k/kustomization.yaml", "writer"), tag("1.0.1")),
+        ("p-reader", target("k/kustomization.yaml", "reader"), tag("r2")),
+        ("p-flow", target("flow/kustomization.yaml", "a"), tag("2")),
+        (
+            "p-api",
+            Target::HelmValues { file: "h/values.yaml".into(), tag_key: "image.tag".into(), digest_key: None },
+            tag("v2"),
+        ),
+        (
+            "p-sidecar",
+            Target::HelmValues { file: "h/values.yaml".into(), tag_key: "sidecar.image.tag".into(), digest_key: None },
+            tag("s2"),
+        ),
+    ];
+    for (id, target, change) in edits {
+        let update = Update { promotion_id: id.into(), target, change, ..kustomize_update(id, "writer", "v1") };
+        let landed = writer.apply(&key, update).await.expect("landed");
+        assert_eq!(landed.outcome, Outcome::Committed, "{id}");
+    }
+    let kustomization = TRICKY_KUSTOMIZATION.replace("\"1.0.0\"", "\"1.0.1\"").replace("'r1'", "'r2'");
+    assert_eq!(remote_file(&daemon, "bytes", "k/kustomization.yaml"), kustomization);
+    let values = TRICKY_VALUES.replace("'v1'", "'v2'").replace("tag: s1", "tag: s2");
+    assert_eq!(remote_file(&daemon, "bytes", "h/values.yaml"), values);
+    assert_eq!(remote_file(&daemon, "bytes", "flow/kustomization.yaml"), "images: [{name: a, newTag: \"2\"}]\n");
+
+    let log = remote_log(&daemon, "bytes");
+    let sha = "c".repeat(40);
+    let expected = format!(
+        "chore(writer): promote 1.0.1 to dev\n\nSlipway-Promotion-Id: p-writer\nSlipway-Source-Commit: {sha}\n"
+    );
+    assert_eq!(log[log.len() - 2].2, expected, "the first update's commit message");
+    writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_racing_lose_nothing_and_never_force() {
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let apps = |w: usize| (0..20).map(move |i| format!("app-{w}-{i:02}"));
+    let key = seed(&daemon, "race", &app_files(apps(0).chain(apps(1))));
+    let dirs = [TempDir::new().expect("dir"), TempDir::new().expect("dir")];
+    // No window: each writer commits as soon as it can, so the two collide on most pushes.
+    let writers: Vec<Arc<GitopsWriter>> = dirs.iter().map(|d| Arc::new(GitopsWriter::new(config(d, 0)))).collect();
+    let mut tasks = Vec::new();
+    for (w, writer) in writers.iter().enumerate() {
+        for (i, app) in apps(w).enumerate() {
+            let (writer, key) = (writer.clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20 * i as u64)).await;
+                let id = format!("race-{w}-{i}");
+                writer.apply(&key, kustomize_update(&id, &app, &format!("v{w}-{i}"))).await
+            }));
+        }
+    }
+    for task in tasks {
+        let landed = task.await.expect("task").expect("landed");
+        assert_eq!(landed.outcome, Outcome::Committed);
+    }
+    for w in 0..2 {
+        for (i, app) in apps(w).enumerate() {
+            let text = remote_file(&daemon, "race", &format!("apps/{app}/dev/kustomization.yaml"));
+            assert_eq!(text, kustomization(&app).replace("\"v0\"", &format!("\"v{w}-{i}\"")));
+        }
+    }
+    let log = remote_log(&daemon, "race");
+    assert!(log.iter().all(|(_, parents, _)| *parents <= 1), "linear history");
+    for w in 0..2 {
+        for i in 0..20 {
+            let trailer = format!("Slipway-Promotion-Id: race-{w}-{i}\n");
+            let carrying = log.iter().filter(|(_, _, message)| message.contains(&trailer)).count();
+            assert_eq!(carrying, 1, "race-{w}-{i} is in {carrying} commits");
+        }
+    }
+    assert_never_forced(&daemon, "race");
+    let (a, b) = (writers[0].stats(), writers[1].stats());
+    eprintln!("race: 40 updates from two writers in {} commits; writer stats {a:?} {b:?}", log.len() - 1);
+    assert_eq!(a.commits + b.commits, log.len() as u64 - 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_updates_at_once_share_a_few_commits() {
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let apps: Vec<String> = (0..50).map(|i| format!("svc-{i:02}")).collect();
+    let key = seed(&daemon, "batch", &app_files(apps.clone()));
+    let work = TempDir::new().expect("work dir");
+    let writer = GitopsWriter::new(config(&work, 200));
+    let started = Instant::now();
+    let pending: Vec<_> = apps
+        .iter()
+        .map(|app| writer.submit(&key, kustomize_update(&format!("b-{app}"), app, "v2")).expect("queued"))
+        .collect();
+    let mut commits = std::collections::HashSet::new();
+    for landed in pending {
+        commits.insert(landed.await.expect("landed").commit);
+    }
+    let log = remote_log(&daemon, "batch");
+    eprintln!("batch: 50 updates in {} commits, {:?}", log.len() - 1, started.elapsed());
+    assert!(log.len() - 1 <= 5, "{} commits", log.len() - 1);
+    assert_eq!(commits.len(), log.len() - 1);
+    for app in &apps {
+        let text = remote_file(&daemon, "batch", &format!("apps/{app}/dev/kustomization.yaml"));
+        assert!(text.contains("newTag: \"v2\""), "{app}: {text}");
+    }
+    let (_, _, message) = &log[0];
+    assert!(message.starts_with("chore(slipway): promote "), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landed_promotion_is_not_committed_twice() {
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let key = seed(&daemon, "retry", &app_files(["writer".to_owned()]));
+    let (first_dir, second_dir) = (TempDir::new().expect("dir"), TempDir::new().expect("dir"));
+    let first = GitopsWriter::new(config(&first_dir, 0));
+    let landed = first.apply(&key, kustomize_update("p-1", "writer", "v2")).await.expect("landed");
+    assert_eq!(landed.outcome, Outcome::Committed);
+    // A later promotion moves the tag on.
+    first.apply(&key, kustomize_update("p-2", "writer", "v3")).await.expect("landed");
+    first.shutdown().await;
+
+    // A restarted promoter (fresh clone) retries p-1: answered from the trailer, no commit,
+    // and the newer v3 is not undone.
+    let second = GitopsWriter::new(config(&second_dir, 0));
+    let retried = second.apply(&key, kustomize_update("p-1", "writer", "v2")).await.expect("landed");
+    assert_eq!(retried.outcome, Outcome::AlreadyLanded);
+    assert_eq!(retried.commit, landed.commit);
+    let again = second.apply(&key, kustomize_update("p-2", "writer", "v3")).await.expect("landed");
+    assert_eq!(again.outcome, Outcome::AlreadyLanded);
+    assert_eq!(remote_log(&daemon, "retry").len(), 3, "seed + p-1 + p-2");
+    let text = remote_file(&daemon, "retry", "apps/writer/dev/kustomization.yaml");
+    assert!(text.contains("newTag: \"v3\""), "{text}");
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_clone_is_refetched_and_reapplied() {
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let key = seed(&daemon, "stale", &app_files(["a".to_owned(), "b".to_owned()]));
+    let work = TempDir::new().expect("work dir");
+    let writer = GitopsWriter::new(config(&work, 0));
+    writer.apply(&key, kustomize_update("s-1", "a", "v2")).await.expect("landed");
+
+    // Someone else pushes behind the writer's back: its cached head is now stale.
+    let other = TempDir::new().expect("dir");
+    let dir = path_str(other.path());
+    git(&["clone", "-q", &key.url, dir]);
+    let b_file = other.path().join("apps/b/dev/kustomization.yaml");
+    std::fs::write(&b_file, kustomization("b").replace("# seed", "# edited by hand")).expect("write");
+    git(&["-C", dir, "commit", "-q", "-am", "hand edit"]);
+    git(&["-C", dir, "push", "-q", "origin", "main"]);
+    let external = git(&["-C", dir, "rev-parse", "HEAD"]).trim().to_owned();
+
+    let landed = writer.apply(&key, kustomize_update("s-2", "a", "v3")).await.expect("landed");
+    assert_eq!(landed.outcome, Outcome::Committed);
+    assert!(writer.stats().retries >= 1, "the push from the stale head was rejected: {:?}", writer.stats());
+    let log = remote_log(&daemon, "stale");
+    assert_eq!(log[1].0, external, "the new commit sits on the hand edit");
+    assert!(remote_file(&daemon, "stale", "apps/b/dev/kustomization.yaml").contains("# edited by hand"));
+    assert!(remote_file(&daemon, "stale", "apps/a/dev/kustomization.yaml").contains("newTag: \"v3\""));
+    assert_never_forced(&daemon, "stale");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_update_fails_alone_and_a_dead_remote_is_retried() {
+    let mut daemon = GitDaemon::start().await.expect("git daemon");
+    let key = seed(&daemon, "faults", &app_files(["good".to_owned()]));
+    let work = TempDir::new().expect("work dir");
+    let writer = GitopsWriter::new(config(&work, 100));
+    let good = writer.submit(&key, kustomize_update("f-good", "good", "v2")).expect("queued");
+    let missing = writer.submit(&key, kustomize_update("f-missing", "absent", "v2")).expect("queued");
+    assert_eq!(good.await.expect("good lands").outcome, Outcome::Committed);
+    let error = missing.await.expect_err("no such file");
+    assert!(error.to_string().contains("apps/absent/dev/kustomization.yaml"), "{error}");
+
+    daemon.kill().await.expect("kill daemon");
+    let pending = writer.submit(&key, kustomize_update("f-later", "good", "v3")).expect("queued");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon.restart().await.expect("restart daemon");
+    assert_eq!(pending.await.expect("lands after the restart").outcome, Outcome::Committed);
+    let text = remote_file(&daemon, "faults", "apps/good/dev/kustomization.yaml");
+    assert!(text.contains("newTag: \"v3\""), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_update_latency_on_loopback() {
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let apps: Vec<String> = (0..10).map(|i| format!("lat-{i}")).collect();
+    let key = seed(&daemon, "latency", &app_files(apps.clone()));
+    for window_ms in [0, 100] {
+        let work = TempDir::new().expect("work dir");
+        let writer = GitopsWriter::new(config(&work, window_ms));
+        let mut times = Vec::new();
+        for (i, app) in apps.iter().enumerate() {
+            let started = Instant::now();
+            let update = kustomize_update(&format!("lat-{window_ms}-{i}"), app, &format!("w{window_ms}-{i}"));
+            writer.apply(&key, update).await.expect("landed");
+            times.push(started.elapsed());
+        }
+        let first = times[0];
+        times.sort();
+        eprintln!(
+            "latency (window {window_ms} ms): first (clone) {first:?}, p50 {:?}, max {:?} over {} updates",
+            times[times.len() / 2],
+            times[times.len() - 1],
+            times.len()
+        );
+    }
+}
