@@ -5,8 +5,15 @@ use slipway_testkit::boot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boots_reports_readiness_and_stops_on_sigterm() {
-    boot::assert_service_lifecycle(env!("CARGO_BIN_EXE_slipway-notifier"), "notifier", "notification_deliveries", &[])
-        .await;
+    // The Slack callback listener binds a port of its own.
+    let http = vec![("SLIPWAY_HTTP__LISTEN".to_owned(), format!("127.0.0.1:{}", slipway_testkit::free_port()))];
+    boot::assert_service_lifecycle(
+        env!("CARGO_BIN_EXE_slipway-notifier"),
+        "notifier",
+        "notification_deliveries",
+        &http,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -1,0 +1,409 @@
+//! Messages: what an event says to a person. Every event kind has a default title and text
+//! ([`default_message`]); a route may replace the text with a minijinja template that sees the
+//! event (see [`Context`]). Providers turn the resulting [`Message`] into their own format.
+//!
+//! Template scope: `id`, `type` (CloudEvents type), `kind` (`build.failed`), `subject`,
+//! `source`, `time` (RFC 3339), `app`, `stage`, `severity`, `title`, `text` (the default text)
+//! and `event` (the payload in its proto3 JSON form, e.g. `event.image.tag`).
+
+use crate::routing::{Facts, Severity, short_kind};
+use minijinja::Environment;
+use serde::Serialize;
+use slipway_mesh::v1::event::Payload;
+use slipway_mesh::v1::{CommandKind, ImageRef};
+use slipway_mesh::{Envelope, payload_kind};
+
+/// A message, before a provider formats it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    /// One line.
+    pub title: String,
+    /// The body (plain text with `*bold*`-free wording, so every provider can show it).
+    pub text: String,
+    /// Severity (colour).
+    pub severity: Severity,
+    /// A link worth following (PR, workflow run), when the event has one.
+    pub link: Option<String>,
+    /// An approval to ask for with buttons (Slack).
+    pub approval: Option<ApprovalAsk>,
+}
+
+/// What an Approve / Reject button acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ApprovalAsk {
+    /// Promotion waiting.
+    pub promotion_id: String,
+    /// App.
+    pub app: String,
+    /// Stage.
+    pub stage: String,
+}
+
+/// App and stage of a payload (empty when it has none).
+pub fn app_stage(payload: &Payload) -> (String, String) {
+    use Payload as P;
+    let (app, stage): (&str, &str) = match payload {
+        P::ChatopsCommand(p) => (&p.app, &p.env),
+        P::BuildRequested(p) => (&p.app, ""),
+        P::BuildStarted(p) => (&p.app, ""),
+        P::BuildSucceeded(p) => (&p.app, ""),
+        P::BuildFailed(p) => (&p.app, ""),
+        P::PromotionRequested(p) => (&p.app, &p.stage),
+        P::PromotionCommitted(p) => (&p.app, &p.stage),
+        P::PromotionSynced(p) => (&p.app, &p.stage),
+        P::PromotionHealthy(p) => (&p.app, &p.stage),
+        P::PromotionDegraded(p) => (&p.app, &p.stage),
+        P::PromotionFailed(p) => (&p.app, &p.stage),
+        P::PromotionRolledBack(p) => (&p.app, &p.stage),
+        P::ApprovalRequested(p) => (&p.app, &p.stage),
+        P::ApprovalGranted(p) => (&p.app, &p.stage),
+        P::ApprovalRejected(p) => (&p.app, &p.stage),
+        P::HoldPlaced(p) => (&p.app, &p.stage),
+        P::HoldReleased(p) => (&p.app, &p.stage),
+        P::NotificationSent(p) => (&p.app, ""),
+        P::NotificationFailed(p) => (&p.app, ""),
+        P::SourcePush(_) | P::SourcePullRequest(_) | P::SourceTag(_) | P::SourceTestGate(_) | P::SourcePing(_) => {
+            ("", "")
+        }
+    };
+    (app.to_owned(), stage.to_owned())
+}
+
+/// How severe a payload is.
+pub fn severity(payload: &Payload) -> Severity {
+    use Payload as P;
+    match payload {
+        P::BuildSucceeded(_) | P::PromotionHealthy(_) | P::ApprovalGranted(_) => Severity::Success,
+        P::ApprovalRequested(_)
+        | P::ApprovalRejected(_)
+        | P::HoldPlaced(_)
+        | P::PromotionDegraded(_)
+        | P::PromotionRolledBack(_) => Severity::Warning,
+        P::BuildFailed(_) | P::PromotionFailed(_) | P::NotificationFailed(_) => Severity::Error,
+        P::SourceTestGate(g) if g.conclusion != "success" => Severity::Warning,
+        _ => Severity::Info,
+    }
+}
+
+/// The routing facts of a payload.
+pub fn facts(payload: &Payload) -> Facts {
+    let (app, stage) = app_stage(payload);
+    Facts { kind: payload_kind(payload), app, stage, severity: severity(payload) }
+}
+
+fn image(i: Option<&ImageRef>) -> String {
+    match i {
+        Some(i) if !i.tag.is_empty() => format!("{}:{}", i.repository, i.tag),
+        Some(i) if !i.digest.is_empty() => format!("{}@{}", i.repository, i.digest),
+        Some(i) => i.repository.clone(),
+        None => "an image".to_owned(),
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+fn or<'a>(s: &'a str, default: &'a str) -> &'a str {
+    if s.is_empty() { default } else { s }
+}
+
+/// The default title and text of every event kind.
+pub fn default_message(payload: &Payload) -> Message {
+    use Payload as P;
+    let mut link = None;
+    let mut approval = None;
+    let (title, text) = match payload {
+        P::SourcePush(p) => (
+            format!("Push to {}", p.repository),
+            format!("{} pushed {} commit(s) to {} ({})", p.pusher, p.commits.len(), p.r#ref, short(&p.after)),
+        ),
+        P::SourcePullRequest(p) => (
+            format!("Pull request #{} in {}", p.number, p.repository),
+            format!("{} — {} by {}", p.title, p.head_ref, p.author),
+        ),
+        P::SourceTag(p) => {
+            (format!("Tag {} in {}", p.tag, p.repository), format!("{} tagged {}", p.actor, short(&p.commit_sha)))
+        }
+        P::SourceTestGate(p) => {
+            link = Some(p.url.clone()).filter(|u| !u.is_empty());
+            (
+                format!("Tests {}: {}", p.conclusion, p.name),
+                format!("{} at {} in {}", p.name, short(&p.commit_sha), p.repository),
+            )
+        }
+        P::SourcePing(p) => (format!("Webhook ping from {}", or(&p.repository, "GitHub")), p.zen.clone()),
+        P::ChatopsCommand(p) if p.kind() == CommandKind::Unknown => {
+            (format!("Unknown command from {}", p.actor), help_text(p))
+        }
+        P::ChatopsCommand(p) => {
+            (format!("Command from {}", p.actor), format!("`{}` via {}", p.raw, or(&p.channel, "chat")))
+        }
+        P::BuildRequested(p) => {
+            (format!("Build requested: {}", p.app), format!("{} ({})", short(source_sha(p.source.as_ref())), p.reason))
+        }
+        P::BuildStarted(p) => {
+            (format!("Build started: {}", p.app), format!("{} on {}", short(&p.commit_sha), p.replica))
+        }
+        P::BuildSucceeded(p) => (
+            format!("Build succeeded: {}", p.app),
+            format!("{} built in {:.1}s", image(p.image.as_ref()), p.duration_ms as f64 / 1000.0),
+        ),
+        P::BuildFailed(p) => (
+            format!("Build failed: {}", or(&p.app, "unknown app")),
+            format!("{} ({}) at {}", p.message, p.reason, short(&p.commit_sha)),
+        ),
+        P::PromotionRequested(p) => (
+            format!("Promoting {} to {}", p.app, p.stage),
+            format!("{} requested by {}", image(p.image.as_ref()), or(&p.actor, "slipway")),
+        ),
+        P::PromotionCommitted(p) => {
+            link = Some(p.pull_request_url.clone()).filter(|u| !u.is_empty());
+            (
+                format!("{} → {} committed", p.app, p.stage),
+                format!("{} at {} ({})", image(p.image.as_ref()), short(&p.gitops_commit), p.gitops_repository),
+            )
+        }
+        P::PromotionSynced(p) => {
+            (format!("{} synced in {}", p.app, p.stage), format!("Argo CD synced revision {}", short(&p.revision)))
+        }
+        P::PromotionHealthy(p) => {
+            (format!("{} is healthy in {}", p.app, p.stage), format!("{} is running", image(p.image.as_ref())))
+        }
+        P::PromotionDegraded(p) => {
+            (format!("{} is degraded in {}", p.app, p.stage), format!("{}: {}", p.health_status, p.message))
+        }
+        P::PromotionFailed(p) => {
+            (format!("Promotion of {} to {} failed", p.app, p.stage), format!("{} ({})", p.message, p.reason))
+        }
+        P::PromotionRolledBack(p) => (
+            format!("{} rolled back in {}", p.app, p.stage),
+            format!(
+                "{} → {}: {} ({})",
+                image(p.from.as_ref()),
+                image(p.to.as_ref()),
+                p.reason,
+                if p.automatic { "automatic" } else { or(&p.actor, "manual") }
+            ),
+        ),
+        P::ApprovalRequested(p) => {
+            approval =
+                Some(ApprovalAsk { promotion_id: p.promotion_id.clone(), app: p.app.clone(), stage: p.stage.clone() });
+            (
+                format!("Approval needed: {} to {}", p.app, p.stage),
+                format!(
+                    "{} needs {} approval(s), has {}. May approve: {}",
+                    image(p.image.as_ref()),
+                    p.required,
+                    p.granted,
+                    approvers(&p.allowed_approvers, &p.allowed_teams)
+                ),
+            )
+        }
+        P::ApprovalGranted(p) => (
+            format!("{} approved {} to {}", p.actor, p.app, p.stage),
+            format!("{} of {} approval(s)", p.granted, p.required),
+        ),
+        P::ApprovalRejected(p) => (format!("Approval by {} not counted", p.actor), rejected_text(p)),
+        P::HoldPlaced(p) => {
+            (format!("{} on hold in {}", p.app, p.stage), format!("{} placed a hold: {}", p.actor, p.reason))
+        }
+        P::HoldReleased(p) => {
+            (format!("{} released in {}", p.app, p.stage), format!("{} released the hold: {}", p.actor, p.reason))
+        }
+        P::NotificationSent(p) => (
+            format!("Notification sent to {}", p.destination),
+            format!("event {} after {} attempt(s)", p.event_id, p.attempts),
+        ),
+        P::NotificationFailed(p) => (
+            format!("Notification to {} failed", p.destination),
+            format!("event {} after {} attempt(s): {}", p.event_id, p.attempts, p.error),
+        ),
+    };
+    Message { title, text, severity: severity(payload), link, approval }
+}
+
+fn source_sha(s: Option<&slipway_mesh::v1::SourceRef>) -> &str {
+    s.map(|s| s.commit_sha.as_str()).unwrap_or_default()
+}
+
+/// "alice, bob, team @acme/releasers" (or "nobody is configured").
+pub fn approvers(people: &[String], teams: &[String]) -> String {
+    let all: Vec<String> = people.iter().cloned().chain(teams.iter().map(|t| format!("team {t}"))).collect();
+    if all.is_empty() { "nobody is configured".to_owned() } else { all.join(", ") }
+}
+
+/// The reply to an approval that did not count.
+pub fn rejected_text(p: &slipway_mesh::v1::ApprovalRejected) -> String {
+    let target = if p.app.is_empty() { String::new() } else { format!(" for {} to {}", p.app, or(&p.stage, "?")) };
+    match p.reason.as_str() {
+        "not-allowed" => format!(
+            "@{}: not allowed{target}; these people may approve: {}",
+            p.actor,
+            approvers(&p.allowed_approvers, &p.allowed_teams)
+        ),
+        "self-approval" => format!("@{}: you cannot approve your own change{target}", p.actor),
+        "no-pending-promotion" => format!("@{}: there is no promotion waiting for approval{target}", p.actor),
+        "rejected" => format!("@{} rejected the promotion{target}", p.actor),
+        other => format!("@{}: approval not counted{target} ({other})", p.actor),
+    }
+}
+
+/// The help text a PR comment gets for a command Slipway does not know.
+pub fn help_text(p: &slipway_mesh::v1::ChatopsCommand) -> String {
+    format!(
+        "@{}: I don't know `{}`. Commands:\n\
+         - `/approve [app] [stage]` (or `/lgtm`) — approve the waiting promotion\n\
+         - `/reject [app] [stage]` — reject it\n\
+         - `/promote <app> <stage> [tag]` — promote now\n\
+         - `/rollback <app> <stage>` — roll back to the previous release\n\
+         - `/hold <app> <stage>` / `/unhold <app> <stage>` — stop or resume promotions\n\
+         - `/retry <app>` — build again",
+        p.actor,
+        p.raw.lines().next().unwrap_or_default()
+    )
+}
+
+/// The template scope of an event.
+#[derive(Debug, Serialize)]
+pub struct Context<'a> {
+    id: &'a str,
+    r#type: &'a str,
+    kind: String,
+    subject: &'a str,
+    source: &'a str,
+    time: String,
+    app: String,
+    stage: String,
+    severity: &'static str,
+    title: &'a str,
+    text: &'a str,
+    event: serde_json::Value,
+}
+
+impl<'a> Context<'a> {
+    /// The scope for `envelope` + `payload` (whose JSON form is `body`) and its default message.
+    pub fn new(envelope: &'a Envelope, payload: &Payload, body: &[u8], default: &'a Message) -> Self {
+        let (app, stage) = app_stage(payload);
+        Self {
+            id: envelope.id.as_str(),
+            r#type: envelope.kind.ce_type(),
+            kind: short_kind(envelope.kind),
+            subject: &envelope.subject,
+            source: &envelope.source,
+            time: envelope.time.to_rfc3339(),
+            app,
+            stage,
+            severity: default.severity.as_str(),
+            title: &default.title,
+            text: &default.text,
+            event: serde_json::from_slice(body).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // Messages are not HTML; providers escape what their format needs.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    env
+}
+
+/// Checks that `template` compiles (config validation).
+pub fn check_template(template: &str) -> Result<(), String> {
+    let env = environment();
+    env.template_from_str(template).map(drop).map_err(|e| e.to_string())
+}
+
+/// Renders `template` in `cx`.
+pub fn render(template: &str, cx: &Context<'_>) -> Result<String, String> {
+    let env = environment();
+    env.render_str(template, minijinja::Value::from(minijinja::value::Serde(cx))).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_mesh::EventPayload;
+    use slipway_mesh::v1;
+
+    fn every_kind() -> Vec<Payload> {
+        let app = "writer".to_owned();
+        let stage = "prod".to_owned();
+        vec![
+            v1::SourcePush { repository: "acme/mono".into(), ..Default::default() }.into_payload(),
+            v1::SourcePullRequest::default().into_payload(),
+            v1::SourceTag::default().into_payload(),
+            v1::SourceTestGate { conclusion: "failure".into(), ..Default::default() }.into_payload(),
+            v1::SourcePing::default().into_payload(),
+            v1::ChatopsCommand::default().into_payload(),
+            v1::BuildRequested { app: app.clone(), ..Default::default() }.into_payload(),
+            v1::BuildStarted { app: app.clone(), ..Default::default() }.into_payload(),
+            v1::BuildSucceeded { app: app.clone(), ..Default::default() }.into_payload(),
+            v1::BuildFailed { app: app.clone(), ..Default::default() }.into_payload(),
+            v1::PromotionRequested { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::PromotionCommitted { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::PromotionSynced { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::PromotionHealthy { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::PromotionDegraded { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::PromotionFailed { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::PromotionRolledBack { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::ApprovalRequested { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::ApprovalGranted { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::ApprovalRejected { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::HoldPlaced { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::HoldReleased { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::NotificationSent::default().into_payload(),
+            v1::NotificationFailed::default().into_payload(),
+        ]
+    }
+
+    #[test]
+    fn every_kind_has_a_default_message() {
+        let all = every_kind();
+        let kinds: std::collections::HashSet<_> = all.iter().map(payload_kind).collect();
+        assert_eq!(kinds.len(), slipway_mesh::EventKind::ALL.len(), "a kind is missing from this test");
+        for p in &all {
+            let m = default_message(p);
+            assert!(!m.title.trim().is_empty(), "{:?}", payload_kind(p));
+        }
+        let approval = default_message(&all[17]);
+        assert_eq!(approval.approval.map(|a| a.stage), Some("prod".to_owned()));
+        assert_eq!(default_message(&all[9]).severity, Severity::Error);
+    }
+
+    #[test]
+    fn rejections_name_who_may_approve() {
+        let p = v1::ApprovalRejected {
+            actor: "mallory".into(),
+            app: "writer".into(),
+            stage: "prod".into(),
+            reason: "not-allowed".into(),
+            allowed_approvers: vec!["alice".into(), "bob".into()],
+            allowed_teams: vec!["acme/release".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            rejected_text(&p),
+            "@mallory: not allowed for writer to prod; these people may approve: alice, bob, team acme/release"
+        );
+    }
+
+    #[test]
+    fn templates_see_the_event() {
+        let payload = v1::BuildSucceeded {
+            app: "writer".into(),
+            image: Some(v1::ImageRef { repository: "r/w".into(), tag: "v1".into(), digest: String::new() }),
+            ..Default::default()
+        };
+        let (envelope, body) = slipway_mesh::prepare("/test", &payload).expect("prepare");
+        let p = payload.into_payload();
+        let m = default_message(&p);
+        let cx = Context::new(&envelope, &p, &body, &m);
+        let out = render("{{ kind }} {{ app }} {{ event.image.tag }} {{ severity }} <{{ event.nope.deeper }}>", &cx)
+            .expect("render");
+        assert_eq!(out, "build.succeeded writer v1 success <>");
+        assert!(check_template("{{ x").is_err());
+    }
+}
