@@ -26,7 +26,13 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool> {
         .await?;
     // The schema name is validated by the config (`[a-z_][a-z0-9_]*`), so quoting is enough.
     let ddl = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", cfg.schema);
-    sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(&pool).await?;
+    match sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(&pool).await {
+        Ok(_) => {}
+        // Two processes creating the schema at once: IF NOT EXISTS is not race-free in
+        // PostgreSQL, the loser sees a unique violation (23505) or duplicate_schema (42P06).
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("23505" | "42P06")) => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(pool)
 }
 

@@ -5,7 +5,9 @@ use slipway_testkit::boot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boots_reports_readiness_and_stops_on_sigterm() {
-    boot::assert_service_lifecycle(env!("CARGO_BIN_EXE_slipway-promoter"), "promoter", "audit_log", &[]).await;
+    let work = tempfile::tempdir().expect("work dir");
+    let env = [("SLIPWAY_GITOPS__WORK_DIR".to_owned(), work.path().display().to_string())];
+    boot::assert_service_lifecycle(env!("CARGO_BIN_EXE_slipway-promoter"), "promoter", "audit_log", &env).await;
 }
 
 #[tokio::test]

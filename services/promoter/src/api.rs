@@ -1,0 +1,208 @@
+//! What the admin API (and any other caller) does with a [`Promoter`]: the commands as plain
+//! async functions, and the read views — apps × stages with their versions, runs with their
+//! timelines — built as the admin proto's messages.
+
+use slipway_mesh::names::{AppName, EnvName};
+use slipway_mesh::v1;
+use sqlx::Row;
+
+use crate::config::Policy;
+use crate::domain::{Command, CommandKind, PromotionState, RunState, Version};
+use crate::error::{Error, Result};
+use crate::promoter::{Promoter, Reply};
+use crate::store;
+
+fn env(stage: &str) -> Result<Option<EnvName>> {
+    Ok((!stage.is_empty()).then(|| EnvName::parse(stage)).transpose()?)
+}
+
+fn command(kind: CommandKind, actor: &str, stage: &str, reason: &str) -> Result<Command> {
+    if actor.is_empty() {
+        return Err(Error::InvalidArgument("actor must not be empty".into()));
+    }
+    Ok(Command {
+        kind,
+        actor: actor.to_owned(),
+        stage: env(stage)?,
+        promotion_id: None,
+        tag: None,
+        version: None,
+        reason: reason.to_owned(),
+        override_freeze: false,
+        repository: String::new(),
+        pull_request: 0,
+    })
+}
+
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp { seconds: at.timestamp(), nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0) }
+}
+
+impl Promoter {
+    /// Promotes `tag` (or what the previous stage runs) of `app` into `stage`, as `actor`.
+    /// Only admins' `override_freeze` counts.
+    pub async fn promote(
+        &self,
+        actor: &str,
+        app: &str,
+        stage: &str,
+        tag: &str,
+        reason: &str,
+        override_freeze: bool,
+    ) -> Result<Reply> {
+        let mut cmd = command(CommandKind::Promote, actor, stage, reason)?;
+        cmd.tag = (!tag.is_empty()).then(|| tag.to_owned());
+        cmd.override_freeze = override_freeze;
+        self.command(Some(app), cmd).await
+    }
+
+    /// Approves the promotion `promotion_id` (or the one waiting in `stage`) of `app`.
+    pub async fn approve(
+        &self,
+        actor: &str,
+        app: &str,
+        stage: &str,
+        promotion_id: &str,
+        comment: &str,
+    ) -> Result<Reply> {
+        let mut cmd = command(CommandKind::Approve, actor, stage, comment)?;
+        cmd.promotion_id = (!promotion_id.is_empty()).then(|| promotion_id.to_owned());
+        self.command(Some(app), cmd).await
+    }
+
+    /// Rejects the promotion `promotion_id` (or the one waiting in `stage`); its run fails.
+    pub async fn reject(&self, actor: &str, app: &str, stage: &str, promotion_id: &str, reason: &str) -> Result<Reply> {
+        let mut cmd = command(CommandKind::Reject, actor, stage, reason)?;
+        cmd.promotion_id = (!promotion_id.is_empty()).then(|| promotion_id.to_owned());
+        self.command(Some(app), cmd).await
+    }
+
+    /// Rolls `app` in `stage` back to `tag` (or its last healthy version) and holds the stage.
+    pub async fn rollback(&self, actor: &str, app: &str, stage: &str, tag: &str, reason: &str) -> Result<Reply> {
+        let mut cmd = command(CommandKind::Rollback, actor, stage, reason)?;
+        cmd.tag = (!tag.is_empty()).then(|| tag.to_owned());
+        self.command(Some(app), cmd).await
+    }
+
+    /// Holds `app` in `stage` (every stage when empty).
+    pub async fn hold(&self, actor: &str, app: &str, stage: &str, reason: &str) -> Result<Reply> {
+        self.command(Some(app), command(CommandKind::Hold, actor, stage, reason)?).await
+    }
+
+    /// Releases the hold on `app` in `stage` (every stage when empty); waiting promotions go on.
+    pub async fn release(&self, actor: &str, app: &str, stage: &str, reason: &str) -> Result<Reply> {
+        self.command(Some(app), command(CommandKind::Release, actor, stage, reason)?).await
+    }
+
+    /// Apps (all, or the one named) × stages with what they run, holds and waiting approvals.
+    pub async fn list_apps(&self, app: &str) -> Result<v1::ListAppsResponse> {
+        let stages: Vec<String> = self.config.pipeline.stages.iter().map(|s| s.name.to_string()).collect();
+        let mut apps = Vec::new();
+        for cfg in self.config.apps.iter().filter(|a| app.is_empty() || a.name.as_str() == app) {
+            apps.push(self.app_status(&cfg.name).await?);
+        }
+        if !app.is_empty() && apps.is_empty() {
+            return Err(Error::NotFound(format!("app {app}")));
+        }
+        Ok(v1::ListAppsResponse { stages, apps })
+    }
+
+    async fn app_status(&self, app: &AppName) -> Result<v1::AppStatus> {
+        let mut conn = self.pool.acquire().await?;
+        let state = store::load(&mut conn, app, &[]).await?;
+        let mut stages = Vec::new();
+        for cfg in &self.config.pipeline.stages {
+            let st = state.stages.get(cfg.name.as_str()).cloned().unwrap_or_default();
+            let desired = st.desired_promotion.as_ref().and_then(|id| state.promotions.get(id));
+            let health = match desired.map(|p| p.state) {
+                None => v1::Health::Unknown,
+                Some(PromotionState::Healthy) => v1::Health::Healthy,
+                Some(PromotionState::Degraded | PromotionState::RolledBack) => v1::Health::Degraded,
+                Some(_) => v1::Health::Progressing,
+            };
+            let waiting = (state.promotions.values())
+                .find(|p| p.stage == cfg.name && p.state == PromotionState::Pending && cfg.policy == Policy::Approval);
+            stages.push(v1::StageStatus {
+                stage: cfg.name.to_string(),
+                desired: st.desired.map(|v| v.image),
+                last_healthy: st.last_healthy.map(|v| v.image),
+                health: health.into(),
+                held: st.hold.is_some(),
+                hold_reason: st.hold.map(|h| h.reason).unwrap_or_default(),
+                approvals_required: waiting.map_or(0, |_| cfg.approvals),
+                approvals_granted: waiting.map_or(0, |p| u32::try_from(p.approvals.len()).unwrap_or(u32::MAX)),
+                allowed_approvers: if waiting.is_some() { cfg.approvers.clone() } else { Vec::new() },
+            });
+        }
+        Ok(v1::AppStatus { app: app.to_string(), stages })
+    }
+
+    /// Runs of `app` (all apps when empty), newest first; `page_token` is the opaque cursor a
+    /// previous page returned.
+    pub async fn list_runs(&self, app: &str, limit: u32, page_token: &str) -> Result<v1::ListRunsResponse> {
+        let limit = i64::from(limit.clamp(1, 200));
+        let offset: i64 = if page_token.is_empty() {
+            0
+        } else {
+            page_token.parse().map_err(|_| Error::InvalidArgument(format!("page_token {page_token:?}")))?
+        };
+        let rows = sqlx::query(
+            "SELECT id FROM runs WHERE ($1 = '' OR app = $1) ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(app)
+        .bind(limit + 1)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut runs = Vec::new();
+        for row in rows.iter().take(usize::try_from(limit).unwrap_or(200)) {
+            let id: String = row.try_get("id")?;
+            runs.extend(self.get_run(&id).await?);
+        }
+        let more = rows.len() > runs.len();
+        let next_page_token = if more { (offset + limit).to_string() } else { String::new() };
+        Ok(v1::ListRunsResponse { runs, next_page_token })
+    }
+
+    /// One run with its timeline.
+    pub async fn get_run(&self, run_id: &str) -> Result<Option<v1::PipelineRun>> {
+        let row = sqlx::query(
+            "SELECT app, id, build_id, source_repository, commit_sha, git_ref, author, image_repository, image_tag, \
+             image_digest, state, stage, started_at, updated_at FROM runs WHERE id = $1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let run = store::run_from(&row)?;
+        let entries =
+            sqlx::query("SELECT at, stage, step, actor, detail FROM run_timeline WHERE run_id = $1 ORDER BY id")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let timeline = entries
+            .iter()
+            .map(|e| {
+                Ok(v1::TimelineEntry {
+                    time: Some(timestamp(e.try_get("at")?)),
+                    stage: e.try_get::<Option<String>, _>("stage")?.unwrap_or_default(),
+                    step: e.try_get("step")?,
+                    actor: e.try_get("actor")?,
+                    detail: e.try_get("detail")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let Version { image, source } = run.version;
+        Ok(Some(v1::PipelineRun {
+            run_id: run.id,
+            app: row.try_get("app")?,
+            source: Some(source),
+            image: Some(image),
+            state: RunState::to_proto(run.state).into(),
+            current_stage: run.stage.map(|s| s.to_string()).unwrap_or_default(),
+            timeline,
+            started_at: Some(timestamp(row.try_get("started_at")?)),
+            updated_at: Some(timestamp(row.try_get("updated_at")?)),
+        }))
+    }
+}

@@ -1,0 +1,285 @@
+//! The pipeline's configuration: the stages in promotion order with their policies
+//! (`[[pipeline.stages]]`), who is who (`pipeline.admins`, `[pipeline.teams]`), and the apps
+//! with their GitOps targets (`[[apps]]`).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use serde::{Deserialize, Serialize};
+use slipway_mesh::names::{AppName, EnvName};
+use slipway_runtime::config::invalid;
+
+use crate::freeze::FreezeWindow;
+
+/// How a stage is entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// As soon as the previous stage is healthy (after soak and gates).
+    Auto,
+    /// After `approvals` distinct allowed approvers said so.
+    Approval,
+}
+
+/// One stage: `[[pipeline.stages]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    pub name: EnvName,
+    pub policy: Policy,
+    /// Distinct approvals needed under `policy = "approval"`.
+    #[serde(default = "one")]
+    pub approvals: u32,
+    /// GitHub logins that may approve, reject, hold, roll back and promote in this stage.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Teams (keys of `[pipeline.teams]`) whose members may do the same.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// The commit author's approval does not count.
+    #[serde(default)]
+    pub four_eyes: bool,
+    /// Seconds the version must have been healthy in the previous stage.
+    #[serde(default)]
+    pub soak_secs: u64,
+    /// Workflow runs / check suites that must have concluded `success` for the commit.
+    #[serde(default)]
+    pub required_gates: Vec<String>,
+    /// No promotion starts inside these windows, unless an admin overrides.
+    #[serde(default)]
+    pub freeze: Vec<FreezeWindow>,
+    /// Roll back automatically when the stage degrades within the watch window.
+    #[serde(default)]
+    pub auto_rollback: bool,
+    /// Seconds after the commit during which a degraded report triggers a rollback.
+    #[serde(default = "watch_window")]
+    pub watch_window_secs: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn watch_window() -> u64 {
+    15 * 60
+}
+
+/// Who may act, and the stages in order: `[pipeline]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Stages in promotion order.
+    pub stages: Vec<StageConfig>,
+    /// Logins that may do anything, including promoting inside a freeze window.
+    pub admins: Vec<String>,
+    /// Team name → member logins.
+    pub teams: BTreeMap<String, Vec<String>>,
+    /// Seconds between re-checks of waiting promotions (soak ends, freezes lift).
+    pub tick_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self { stages: Vec::new(), admins: Vec::new(), teams: BTreeMap::new(), tick_secs: 10 }
+    }
+}
+
+impl PipelineConfig {
+    /// The stage called `name` and its position.
+    pub fn stage(&self, name: &str) -> Option<(usize, &StageConfig)> {
+        self.stages.iter().enumerate().find(|(_, s)| s.name.as_str() == name)
+    }
+
+    /// True for configured admins.
+    pub fn is_admin(&self, actor: &str) -> bool {
+        self.admins.iter().any(|a| a.eq_ignore_ascii_case(actor))
+    }
+
+    /// True when `actor` is an approver of `stage`, a member of one of its teams, or an admin.
+    pub fn may_act(&self, stage: &StageConfig, actor: &str) -> bool {
+        let named = stage.approvers.iter().any(|a| a.eq_ignore_ascii_case(actor));
+        let in_team = stage
+            .teams
+            .iter()
+            .filter_map(|t| self.teams.get(t))
+            .any(|members| members.iter().any(|m| m.eq_ignore_ascii_case(actor)));
+        !actor.is_empty() && (named || in_team || self.is_admin(actor))
+    }
+
+    pub(crate) fn validate(&self) -> slipway_runtime::Result<()> {
+        let mut names = HashSet::new();
+        for (i, stage) in self.stages.iter().enumerate() {
+            let key = |field: &str| format!("pipeline.stages[{i}].{field}");
+            if !names.insert(stage.name.as_str()) {
+                return Err(invalid(&key("name"), format!("stage {} is listed twice", stage.name)));
+            }
+            if stage.policy == Policy::Approval && stage.approvals == 0 {
+                return Err(invalid(&key("approvals"), "must be at least 1 under policy \"approval\""));
+            }
+            if stage.policy == Policy::Approval && stage.approvers.is_empty() && stage.teams.is_empty() {
+                return Err(invalid(&key("approvers"), "an approval stage needs approvers or teams"));
+            }
+            if let Some(team) = stage.teams.iter().find(|t| !self.teams.contains_key(*t)) {
+                return Err(invalid(&key("teams"), format!("team {team:?} is not in pipeline.teams")));
+            }
+            for (j, window) in stage.freeze.iter().enumerate() {
+                window.validate().map_err(|e| invalid(&key(&format!("freeze[{j}]")), e))?;
+            }
+        }
+        if self.tick_secs == 0 {
+            return Err(invalid("pipeline.tick_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// How the image is written into the GitOps repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// An `images:` entry of a kustomization file.
+    Kustomize,
+    /// A key path (`image.tag`) in a Helm values file.
+    Helm,
+}
+
+/// `[apps.gitops]`: where an app's image lives in the GitOps repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitopsTarget {
+    /// Clone and push URL.
+    pub repository: String,
+    #[serde(default = "main_branch")]
+    pub branch: String,
+    /// File path; `{app}` and `{stage}` are replaced (`envs/{stage}/kustomization.yaml`).
+    pub path: String,
+    pub kind: TargetKind,
+    /// kustomize: the `images[].name` to edit (defaults to the built image's repository).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// kustomize: also write `newName` with the built image's repository.
+    #[serde(default)]
+    pub set_new_name: bool,
+    /// helm: key path of the tag.
+    #[serde(default = "tag_key")]
+    pub tag_key: String,
+    /// helm: key path of the digest, if the chart takes one.
+    #[serde(default)]
+    pub digest_key: Option<String>,
+}
+
+fn main_branch() -> String {
+    "main".to_owned()
+}
+
+fn tag_key() -> String {
+    "image.tag".to_owned()
+}
+
+impl GitopsTarget {
+    /// The file path for one stage.
+    pub fn path_for(&self, app: &AppName, stage: &EnvName) -> String {
+        self.path.replace("{app}", app.as_str()).replace("{stage}", stage.as_str())
+    }
+}
+
+/// One app: `[[apps]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub name: AppName,
+    pub gitops: GitopsTarget,
+    /// Source repositories (`owner/name`) whose pull-request commands may address this app
+    /// without naming it; empty accepts any.
+    #[serde(default)]
+    pub source_repositories: BTreeSet<String>,
+}
+
+pub(crate) fn validate_apps(apps: &[AppConfig]) -> slipway_runtime::Result<()> {
+    let mut names = HashSet::new();
+    for (i, app) in apps.iter().enumerate() {
+        let key = |field: &str| format!("apps[{i}].{field}");
+        if !names.insert(app.name.as_str()) {
+            return Err(invalid(&key("name"), format!("app {} is listed twice", app.name)));
+        }
+        if app.gitops.repository.is_empty() {
+            return Err(invalid(&key("gitops.repository"), "must not be empty"));
+        }
+        if app.gitops.path.is_empty() || app.gitops.path.starts_with('/') || app.gitops.path.contains("..") {
+            return Err(invalid(&key("gitops.path"), "must be a relative path without '..'"));
+        }
+        if app.gitops.branch.is_empty() {
+            return Err(invalid(&key("gitops.branch"), "must not be empty"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml: &str) -> Result<crate::Config, String> {
+        use figment::providers::{Format, Toml};
+        let config: crate::Config =
+            figment::Figment::from(figment::providers::Serialized::defaults(crate::Config::default()))
+                .merge(Toml::string(toml))
+                .extract()
+                .map_err(|e| e.to_string())?;
+        slipway_runtime::config::Validate::validate(&config).map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    const GOOD: &str = r#"
+        [pipeline]
+        admins = ["root"]
+        teams = { sre = ["carol"] }
+        [[pipeline.stages]]
+        name = "dev"
+        policy = "auto"
+        [[pipeline.stages]]
+        name = "prod"
+        policy = "approval"
+        approvals = 2
+        approvers = ["alice"]
+        teams = ["sre"]
+        four_eyes = true
+        soak_secs = 600
+        required_gates = ["ci"]
+        auto_rollback = true
+        [[pipeline.stages.freeze]]
+        days = ["fri"]
+        start = "16:00"
+        end = "23:59"
+        time_zone = "Europe/Berlin"
+        [[apps]]
+        name = "writer"
+        gitops = { repository = "git://h/gitops", path = "envs/{stage}/values.yaml", kind = "helm" }
+    "#;
+
+    #[test]
+    fn a_full_pipeline_parses_and_people_resolve() {
+        let config = parse(GOOD).expect("valid");
+        let (index, prod) = config.pipeline.stage("prod").expect("prod");
+        assert_eq!((index, prod.approvals, prod.watch_window_secs), (1, 2, 900));
+        assert!(config.pipeline.may_act(prod, "carol") && config.pipeline.may_act(prod, "ROOT"));
+        assert!(!config.pipeline.may_act(prod, "mallory"));
+        let app = config.app("writer").expect("app");
+        assert_eq!(app.gitops.tag_key, "image.tag");
+        let stage = EnvName::parse("prod").expect("env");
+        assert_eq!(app.gitops.path_for(&app.name, &stage), "envs/prod/values.yaml");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let typo = GOOD.replace("four_eyes", "four_eye");
+        assert!(parse(&typo).unwrap_err().contains("four_eye"));
+        let bad_team = GOOD.replace("teams = [\"sre\"]", "teams = [\"ops\"]");
+        assert!(parse(&bad_team).unwrap_err().contains("pipeline.stages[1].teams"));
+        let bad_zone = GOOD.replace("Europe/Berlin", "Mars/Olympus");
+        assert!(parse(&bad_zone).unwrap_err().contains("pipeline.stages[1].freeze[0]: time_zone"));
+        let no_approvers = GOOD.replace("approvers = [\"alice\"]\n        teams = [\"sre\"]", "");
+        assert!(parse(&no_approvers).unwrap_err().contains("pipeline.stages[1].approvers"));
+        let escape = GOOD.replace("envs/{stage}", "../{stage}");
+        assert!(parse(&escape).unwrap_err().contains("apps[0].gitops.path"));
+    }
+}

@@ -1,0 +1,137 @@
+//! Writing a promotion's version into the GitOps repository: the [`Deployer`] trait, with the
+//! git write-back ([`GitDeployer`], over [`GitopsWriter`]) as the real implementation and
+//! [`RecordingDeployer`] as the test double that only records what it was asked to write.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::BoxFuture;
+use slipway_mesh::names::{AppName, CommitSha};
+
+use crate::config::{AppConfig, TargetKind};
+use crate::domain::Promotion;
+use crate::error::{Error, Result};
+use crate::gitops::{self, GitopsWriter, ImageChange, RepoKey, Target, Update};
+
+/// Where a written version landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub repository: String,
+    pub branch: String,
+    pub commit: String,
+}
+
+/// Writes a promotion's version for an app. Idempotent by promotion id: writing the same
+/// promotion again answers where it landed the first time.
+pub trait Deployer: Send + Sync + 'static {
+    fn write<'a>(&'a self, app: &'a AppConfig, promotion: &'a Promotion) -> BoxFuture<'a, Result<Written>>;
+}
+
+/// The real thing: one commit per promotion (or per batch) pushed to the GitOps repository.
+#[derive(Debug)]
+pub struct GitDeployer {
+    writer: GitopsWriter,
+}
+
+impl GitDeployer {
+    pub fn new(writer: GitopsWriter) -> Self {
+        GitDeployer { writer }
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> gitops::WriterStats {
+        self.writer.stats()
+    }
+}
+
+/// The write-back update for `promotion` of `app`.
+pub fn update_for(app: &AppConfig, promotion: &Promotion) -> Result<Update> {
+    let target = &app.gitops;
+    let file = target.path_for(&app.name, &promotion.stage);
+    let image = &promotion.version.image;
+    let (target_spec, with_name) = match target.kind {
+        TargetKind::Kustomize => {
+            let name = target.image.clone().unwrap_or_else(|| image.repository.clone());
+            (Target::Kustomize { file, image: name }, target.set_new_name)
+        }
+        TargetKind::Helm => {
+            let spec =
+                Target::HelmValues { file, tag_key: target.tag_key.clone(), digest_key: target.digest_key.clone() };
+            (spec, false)
+        }
+    };
+    let change = ImageChange::from_image_ref(image, with_name).map_err(permanent)?;
+    Ok(Update {
+        promotion_id: promotion.id.clone(),
+        app: app.name.clone(),
+        stage: promotion.stage.clone(),
+        source_commit: CommitSha::parse(&promotion.version.source.commit_sha).ok(),
+        target: target_spec,
+        change,
+    })
+}
+
+fn permanent(e: gitops::Error) -> Error {
+    Error::Deploy { message: e.to_string(), permanent: true }
+}
+
+/// Malformed input or a repository that does not fit will fail the same way again.
+fn classify(e: gitops::Error) -> Error {
+    let permanent = matches!(
+        e,
+        gitops::Error::Invalid { .. }
+            | gitops::Error::FileNotFound { .. }
+            | gitops::Error::Yaml { .. }
+            | gitops::Error::BranchMissing { .. }
+    );
+    Error::Deploy { message: e.to_string(), permanent }
+}
+
+impl Deployer for GitDeployer {
+    fn write<'a>(&'a self, app: &'a AppConfig, promotion: &'a Promotion) -> BoxFuture<'a, Result<Written>> {
+        Box::pin(async move {
+            let key = RepoKey::new(&app.gitops.repository, &app.gitops.branch).map_err(permanent)?;
+            let update = update_for(app, promotion)?;
+            let landed = self.writer.apply(&key, update).await.map_err(classify)?;
+            Ok(Written { repository: key.url, branch: key.branch, commit: landed.commit })
+        })
+    }
+}
+
+/// A [`Deployer`] that writes nothing: it records each call and answers a made-up commit, or
+/// the error set with [`fail_with`](Self::fail_with).
+#[derive(Debug, Default, Clone)]
+pub struct RecordingDeployer {
+    calls: Arc<Mutex<Vec<(AppName, Promotion)>>>,
+    failure: Arc<Mutex<Option<(String, bool)>>>,
+}
+
+impl RecordingDeployer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What was written so far: (app, promotion) in call order.
+    pub fn calls(&self) -> Vec<(AppName, Promotion)> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Every later write fails with `message` (`permanent` or not); `None` heals.
+    pub fn fail_with(&self, failure: Option<(String, bool)>) {
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = failure;
+    }
+}
+
+impl Deployer for RecordingDeployer {
+    fn write<'a>(&'a self, app: &'a AppConfig, promotion: &'a Promotion) -> BoxFuture<'a, Result<Written>> {
+        let failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let result = match failure {
+            Some((message, permanent)) => Err(Error::Deploy { message, permanent }),
+            None => {
+                self.calls.lock().unwrap_or_else(PoisonError::into_inner).push((app.name.clone(), promotion.clone()));
+                let commit = format!("recorded-{}", promotion.id);
+                Ok(Written { repository: app.gitops.repository.clone(), branch: app.gitops.branch.clone(), commit })
+            }
+        };
+        Box::pin(async move { result })
+    }
+}

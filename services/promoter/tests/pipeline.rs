@@ -1,0 +1,335 @@
+//! The promotion pipeline end to end against real NATS, PostgreSQL and a git daemon: a build
+//! goes to dev by itself, waits for approvals in staging and prod (the author's does not count),
+//! and a degraded prod is rolled back and held; a later build does not move the held stage.
+//! Health reports are published by the test, as the kube health watcher would.
+
+use std::time::Duration;
+
+use slipway_mesh::v1;
+use slipway_promoter::config::{AppConfig, PipelineConfig, StageConfig};
+use slipway_promoter::{Config, Promoter};
+use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
+use slipway_runtime::jetstream::Publisher;
+use slipway_testkit::{GitDaemon, NatsServer};
+use sqlx::{PgPool, Row};
+use tokio_util::sync::CancellationToken;
+
+const AUTHOR: &str = "dana";
+const IMAGE: &str = "registry.local/acme/writer";
+
+fn git(args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// A GitOps repository with one kustomization per stage.
+fn seed_gitops(daemon: &GitDaemon) -> String {
+    let url = daemon.create_bare_repo("acme/gitops").expect("bare repo");
+    let work = tempfile::tempdir().expect("dir");
+    let dir = work.path().to_str().expect("utf-8");
+    git(&["init", "-q", dir]);
+    for stage in ["dev", "staging", "prod"] {
+        let path = work.path().join(format!("envs/{stage}/kustomization.yaml"));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let text =
+            format!("# {stage}\nresources:\n  - deploy.yaml\nimages:\n  - name: {IMAGE}\n    newTag: v0 # seed\n");
+        std::fs::write(path, text).expect("write");
+    }
+    git(&["-C", dir, "add", "-A"]);
+    git(&["-C", dir, "commit", "-q", "-m", "seed"]);
+    git(&["-C", dir, "push", "-q", &url, "main"]);
+    url
+}
+
+fn remote_tag(daemon: &GitDaemon, stage: &str) -> String {
+    let bare = daemon.repo_path("acme/gitops");
+    let text =
+        git(&["--git-dir", bare.to_str().expect("utf-8"), "show", &format!("main:envs/{stage}/kustomization.yaml")]);
+    let line = text.lines().find(|l| l.trim_start().starts_with("newTag:")).expect("newTag line");
+    line.trim_start().trim_start_matches("newTag:").split('#').next().unwrap_or_default().trim().to_owned()
+}
+
+fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path) -> Config {
+    let stage = |json: serde_json::Value| -> StageConfig { serde_json::from_value(json).expect("stage") };
+    let pipeline = PipelineConfig {
+        stages: vec![
+            stage(serde_json::json!({ "name": "dev", "policy": "auto" })),
+            stage(serde_json::json!({ "name": "staging", "policy": "approval", "approvers": ["bob"] })),
+            stage(serde_json::json!({
+                "name": "prod", "policy": "approval", "approvals": 2, "approvers": ["alice", "bob", AUTHOR],
+                "four_eyes": true, "auto_rollback": true,
+            })),
+        ],
+        admins: vec!["root".into()],
+        tick_secs: 1,
+        ..PipelineConfig::default()
+    };
+    let app: AppConfig = serde_json::from_value(serde_json::json!({
+        "name": "writer",
+        "gitops": { "repository": gitops, "path": "envs/{stage}/kustomization.yaml", "kind": "kustomize", "image": IMAGE },
+    }))
+    .expect("app");
+    let mut config = Config {
+        nats: NatsConfig { url: nats.url(), ack_wait_secs: 5, ..NatsConfig::default() },
+        database: DatabaseConfig { url: Some(Secret::new(db.to_owned())), ..DatabaseConfig::with_schema("promoter") },
+        pipeline,
+        apps: vec![app],
+        ..Config::default()
+    };
+    config.gitops.work_dir = work.to_owned();
+    config.gitops.batch_window_ms = 20;
+    config
+}
+
+struct Harness {
+    publisher: Publisher,
+    pool: PgPool,
+}
+
+impl Harness {
+    async fn build(&self, tag: &str) {
+        let commit = format!("{:0>40}", tag.trim_start_matches('v'));
+        let event = v1::BuildSucceeded {
+            build_id: format!("build-{tag}"),
+            app: "writer".into(),
+            source: Some(v1::SourceRef {
+                repository: "acme/monorepo".into(),
+                commit_sha: commit,
+                r#ref: "refs/heads/main".into(),
+                author: AUTHOR.into(),
+            }),
+            image: Some(v1::ImageRef { repository: IMAGE.into(), tag: tag.into(), digest: String::new() }),
+            tags: vec![tag.into()],
+            duration_ms: 1,
+        };
+        self.publisher.publish(&event).await.expect("publish build");
+    }
+
+    async fn chat(&self, kind: v1::CommandKind, actor: &str, env: &str) {
+        let command = v1::ChatopsCommand {
+            command_id: uuid::Uuid::now_v7().to_string(),
+            kind: kind.into(),
+            app: "writer".into(),
+            env: env.into(),
+            actor: actor.into(),
+            repository: "acme/monorepo".into(),
+            pull_request: 7,
+            channel: "github".into(),
+            ..Default::default()
+        };
+        self.publisher.publish(&command).await.expect("publish command");
+    }
+
+    /// (promotion id, state, tag, trigger, waiting_on) of what `stage` runs or waits for.
+    async fn promotion(&self, stage: &str, pending: bool) -> Option<(String, String, String, String, String)> {
+        let sql = if pending {
+            "SELECT id, state, image_tag, trigger, waiting_on FROM promotions WHERE app = 'writer' AND stage = $1 \
+             AND state = 'pending'"
+        } else {
+            "SELECT p.id, p.state, p.image_tag, p.trigger, p.waiting_on FROM promotions p JOIN stage_versions s \
+             ON s.desired_promotion = p.id WHERE s.app = 'writer' AND s.stage = $1"
+        };
+        let row = sqlx::query(sql).bind(stage).fetch_optional(&self.pool).await.expect("query")?;
+        let get = |c: &str| row.try_get::<String, _>(c).expect("column");
+        Some((get("id"), get("state"), get("image_tag"), get("trigger"), get("waiting_on")))
+    }
+
+    /// Waits until `stage` runs `tag` with the promotion in `state`; returns the promotion id.
+    async fn wait_stage(&self, stage: &str, tag: &str, state: &str) -> String {
+        for _ in 0..300 {
+            if let Some((id, s, t, ..)) = self.promotion(stage, false).await
+                && s == state
+                && t == tag
+            {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{stage} never ran {tag} as {state}: {:?}", self.promotion(stage, false).await);
+    }
+
+    async fn wait_pending(&self, stage: &str, tag: &str, waiting_on: &str) {
+        for _ in 0..300 {
+            if let Some((_, _, t, _, w)) = self.promotion(stage, true).await
+                && t == tag
+                && w.starts_with(waiting_on)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{stage} never waited with {tag} on {waiting_on}: {:?}", self.promotion(stage, true).await);
+    }
+
+    async fn healthy(&self, stage: &str, promotion_id: &str) {
+        let event = v1::PromotionHealthy {
+            promotion_id: promotion_id.into(),
+            app: "writer".into(),
+            stage: stage.into(),
+            image: None,
+        };
+        self.publisher.publish(&event).await.expect("publish healthy");
+    }
+
+    async fn audit_count(&self, actor: &str, action: &str, reason: &str) -> i64 {
+        sqlx::query("SELECT count(*) AS n FROM audit_log WHERE actor = $1 AND action = $2 AND reason LIKE $3")
+            .bind(actor)
+            .bind(action)
+            .bind(format!("{reason}%"))
+            .fetch_one(&self.pool)
+            .await
+            .expect("audit")
+            .try_get("n")
+            .expect("n")
+    }
+
+    async fn wait_audit(&self, actor: &str, action: &str, reason: &str) {
+        for _ in 0..300 {
+            if self.audit_count(actor, action, reason).await > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no audit row {actor} {action} {reason}");
+    }
+
+    /// dev → staging (bob) → prod (alice, bob) for `tag`, up to the prod commit.
+    async fn to_prod_commit(&self, daemon: &GitDaemon, tag: &str) -> String {
+        self.build(tag).await;
+        let dev = self.wait_stage("dev", tag, "committed").await;
+        assert_eq!(remote_tag(daemon, "dev"), tag);
+        self.healthy("dev", &dev).await;
+        self.wait_pending("staging", tag, "approvals: 0/1").await;
+        self.chat(v1::CommandKind::Approve, "bob", "staging").await;
+        let staging = self.wait_stage("staging", tag, "committed").await;
+        self.healthy("staging", &staging).await;
+        self.wait_pending("prod", tag, "approvals: 0/2").await;
+        self.chat(v1::CommandKind::Approve, "alice", "prod").await;
+        self.wait_pending("prod", tag, "approvals: 1/2").await;
+        self.chat(v1::CommandKind::Lgtm, "bob", "prod").await;
+        self.wait_stage("prod", tag, "committed").await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_to_prod_with_approvals_then_degraded_prod_rolls_back_and_stays_held() {
+    let nats = NatsServer::start().await.expect("nats");
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let db = slipway_testkit::shared_database().await.expect("database");
+    let gitops = seed_gitops(&daemon);
+    let work = tempfile::tempdir().expect("work dir");
+    let config = config(&nats, &db, &gitops, work.path());
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let service = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
+
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client.clone());
+    slipway_runtime::jetstream::ensure_stream(&js, &config.nats).await.expect("stream");
+    let pool = slipway_runtime::db::connect(&config.database).await.expect("pool");
+    slipway_runtime::db::migrate(&pool, &slipway_promoter::MIGRATOR).await.expect("migrate");
+    let h = Harness { publisher: Publisher::new(client, "/slipway/test/local"), pool: pool.clone() };
+
+    // v1: dev by itself; staging waits for an allowed approver; prod for two, not the author.
+    h.build("v1").await;
+    let dev = h.wait_stage("dev", "v1", "committed").await;
+    assert_eq!(remote_tag(&daemon, "dev"), "v1");
+    h.healthy("dev", &dev).await;
+    h.wait_pending("staging", "v1", "approvals: 0/1").await;
+    h.chat(v1::CommandKind::Approve, "mallory", "staging").await;
+    h.wait_audit("mallory", "approve-refused", "not-allowed").await;
+    h.chat(v1::CommandKind::Approve, "bob", "staging").await;
+    let staging = h.wait_stage("staging", "v1", "committed").await;
+    assert_eq!(remote_tag(&daemon, "staging"), "v1");
+    h.healthy("staging", &staging).await;
+    h.wait_pending("prod", "v1", "approvals: 0/2").await;
+    h.chat(v1::CommandKind::Approve, AUTHOR, "prod").await;
+    h.wait_audit(AUTHOR, "approve-refused", "self-approval").await;
+    h.chat(v1::CommandKind::Approve, "alice", "prod").await;
+    h.wait_pending("prod", "v1", "approvals: 1/2").await;
+    assert_eq!(remote_tag(&daemon, "prod"), "v0", "one approval is not enough");
+    h.chat(v1::CommandKind::Approve, "bob", "prod").await;
+    let prod = h.wait_stage("prod", "v1", "committed").await;
+    assert_eq!(remote_tag(&daemon, "prod"), "v1");
+    h.healthy("prod", &prod).await;
+    h.wait_stage("prod", "v1", "healthy").await;
+
+    // v2 degrades in prod: rolled back to v1 by a new commit, and prod is held.
+    let prod_v2 = h.to_prod_commit(&daemon, "v2").await;
+    assert_eq!(remote_tag(&daemon, "prod"), "v2");
+    let degraded = v1::PromotionDegraded {
+        promotion_id: prod_v2,
+        app: "writer".into(),
+        stage: "prod".into(),
+        health_status: "Degraded".into(),
+        message: "crash loop".into(),
+    };
+    h.publisher.publish(&degraded).await.expect("publish degraded");
+    let rollback = h.wait_stage("prod", "v1", "committed").await;
+    assert!(rollback.starts_with("rb-"), "{rollback}");
+    assert_eq!(remote_tag(&daemon, "prod"), "v1");
+    h.wait_audit("slipway", "rollback", "automatic rollback").await;
+
+    // v3 gets through dev and staging and both prod approvals, but prod stays on v1.
+    h.build("v3").await;
+    let dev = h.wait_stage("dev", "v3", "committed").await;
+    h.healthy("dev", &dev).await;
+    h.wait_pending("staging", "v3", "approvals").await;
+    h.chat(v1::CommandKind::Approve, "bob", "staging").await;
+    let staging = h.wait_stage("staging", "v3", "committed").await;
+    h.healthy("staging", &staging).await;
+    h.wait_pending("prod", "v3", "hold: rollback").await;
+    h.chat(v1::CommandKind::Approve, "alice", "prod").await;
+    h.chat(v1::CommandKind::Approve, "bob", "prod").await;
+    h.wait_audit("bob", "approve", "").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.wait_pending("prod", "v3", "hold: rollback").await;
+    assert_eq!(remote_tag(&daemon, "prod"), "v1", "the held stage did not move");
+    assert_eq!(h.promotion("prod", false).await.expect("prod").2, "v1");
+
+    // Every step is in the audit log.
+    for (actor, action, reason) in [
+        ("slipway", "run-started", ""),
+        ("slipway", "promote", "build succeeded"),
+        ("slipway", "commit", ""),
+        ("slipway", "healthy", ""),
+        ("slipway", "wait", "approvals"),
+        ("bob", "approve", ""),
+        ("alice", "approve", ""),
+        ("slipway", "promote", "approved by bob"),
+        ("slipway", "promote", "approved by alice, bob"),
+        ("slipway", "degraded", "Degraded: crash loop"),
+        ("slipway", "rollback", "automatic rollback"),
+        ("slipway", "hold", "rollback"),
+        ("slipway", "wait", "hold"),
+    ] {
+        assert!(h.audit_count(actor, action, reason).await > 0, "audit log lacks {actor} {action} {reason}");
+    }
+
+    // The read side a gRPC layer serves.
+    let reader = Promoter::new(
+        pool.clone(),
+        std::sync::Arc::new(config),
+        "/test",
+        std::sync::Arc::new(slipway_promoter::deployer::RecordingDeployer::new()),
+    );
+    let apps = reader.list_apps("writer").await.expect("list apps");
+    let prod = apps.apps[0].stages.iter().find(|s| s.stage == "prod").expect("prod").clone();
+    assert!(prod.held, "{prod:?}");
+    assert_eq!(prod.desired.expect("desired").tag, "v1");
+    let runs = reader.list_runs("writer", 10, "").await.expect("runs");
+    assert_eq!(runs.runs.len(), 3);
+    let v2 = runs.runs.iter().find(|r| r.image.as_ref().is_some_and(|i| i.tag == "v2")).expect("v2 run");
+    assert_eq!(v2.state(), v1::RunState::RolledBack);
+    assert!(v2.timeline.iter().any(|t| t.step == "rolled-back"), "{:?}", v2.timeline);
+    let err = reader.approve("mallory", "writer", "prod", "", "").await.expect_err("refused");
+    assert!(matches!(err, slipway_promoter::Error::Refused { ref reason, .. } if reason == "not-allowed"), "{err}");
+
+    shutdown.cancel();
+    service.await.expect("join").expect("service");
+}
