@@ -1,24 +1,39 @@
-//! `slipctl`, the Slipway admin client. It talks to the promoter's admin gRPC API
-//! (`slipway.v1.AdminService`) with a bearer token.
+//! `slipctl`, the Slipway admin client. It calls the promoter's admin gRPC API
+//! (`slipway.v1.AdminService`) with a bearer token: the apps × stages matrix, pipeline runs,
+//! a live event stream, and approve / reject / promote / roll back / hold / release.
 //!
-//! This first version has `status`; the other commands (runs, watch, approve, promote,
-//! rollback, hold, release, logs, dlq) come with the promoter's admin API.
+//! The token comes from `--token`, `SLIPWAY_TOKEN` or the config file
+//! (`~/.config/slipway/slipctl.toml`, see [`settings`]). Output is for people (coloured on a
+//! terminal) or JSON with `--json`. Exit codes: 0 ok, 1 refused by the server, 2 usage,
+//! 3 server unreachable, 4 token not accepted or role too low.
 
-use anyhow::Context as _;
+mod client;
+mod commands;
+mod output;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
-use slipway_proto::v1::{ListAppsRequest, admin_service_client::AdminServiceClient};
-use tonic::metadata::MetadataValue;
 
 #[derive(Debug, Parser)]
 #[command(name = "slipctl", version, about = "Slipway admin client")]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 refused by the server, 2 usage, 3 server unreachable, 4 token not accepted \
+                        or role too low."
+)]
 struct Cli {
-    /// Admin API address of the promoter.
-    #[arg(long, env = "SLIPWAY_ADMIN_URL", default_value = "http://127.0.0.1:9443", global = true)]
-    server: String,
-    /// Bearer token.
+    /// Admin API URL of the promoter [default: the config file's, else http://127.0.0.1:9443].
+    #[arg(long, env = "SLIPWAY_ADMIN_URL", global = true)]
+    server: Option<String>,
+    /// Bearer token [default: the config file's].
     #[arg(long, env = "SLIPWAY_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
-    /// Print JSON instead of a table.
+    /// Config file [default: ~/.config/slipway/slipctl.toml].
+    #[arg(long, env = "SLIPCTL_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -27,53 +42,105 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Apps × stages with their versions.
+    /// Apps × stages with their versions, health, holds and waiting approvals.
     Status {
         /// Only this app.
         #[arg(long)]
         app: Option<String>,
     },
+    /// Pipeline runs, newest first.
+    Runs {
+        /// Only this app.
+        #[arg(long)]
+        app: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Follow events live (Ctrl-C stops).
+    Watch {
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        stage: Option<String>,
+        /// Replay from this stream sequence first.
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Subject filter, e.g. `slipway.promotion.>` (repeatable).
+        #[arg(long)]
+        subject: Vec<String>,
+    },
+    /// Approve the promotion waiting for APP in STAGE.
+    Approve {
+        app: String,
+        stage: String,
+        /// A specific promotion id instead of the one waiting.
+        #[arg(long)]
+        promotion: Option<String>,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Reject the promotion waiting for APP in STAGE; its run fails.
+    Reject {
+        app: String,
+        stage: String,
+        #[arg(long)]
+        promotion: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Promote APP into STAGE (the previous stage's version, or --tag).
+    Promote {
+        app: String,
+        stage: String,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Promote inside a freeze window (admin tokens only; audited).
+        #[arg(long)]
+        override_freeze: bool,
+    },
+    /// Roll APP in STAGE back to its last healthy version (or --tag) and hold the stage.
+    Rollback {
+        app: String,
+        stage: String,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Stop automatic promotion of APP into STAGE (every stage without one).
+    Hold {
+        app: String,
+        stage: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a hold; waiting promotions go on.
+    Release {
+        app: String,
+        stage: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let channel = tonic::transport::Endpoint::from_shared(cli.server.clone())
-        .context("--server is not a valid URL")?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the Slipway admin API at {}", cli.server))?;
-    let token: Option<MetadataValue<_>> = match &cli.token {
-        Some(t) => Some(format!("Bearer {t}").parse().context("the token has characters a header cannot carry")?),
-        None => None,
-    };
-    let mut client = AdminServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        if let Some(t) = &token {
-            req.metadata_mut().insert("authorization", t.clone());
-        }
-        Ok(req)
-    });
-    match cli.command {
-        Command::Status { app } => {
-            let resp = client
-                .list_apps(ListAppsRequest { app: app.unwrap_or_default() })
-                .await
-                .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
-                .into_inner();
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&resp)?);
-            } else {
-                println!("{:<24} {}", "APP", resp.stages.join("  "));
-                for a in resp.apps {
-                    let cells: Vec<String> = a
-                        .stages
-                        .iter()
-                        .map(|s| s.desired.as_ref().map(|i| i.tag.clone()).unwrap_or_else(|| "-".into()))
-                        .collect();
-                    println!("{:<24} {}", a.app, cells.join("  "));
-                }
-            }
+    let print = commands::Print { json: cli.json, style: output::Style::detect() };
+    let result = async {
+        let settings = settings::resolve(cli.server, cli.token, cli.config)?;
+        let api = client::Api::connect(settings).await?;
+        commands::run(&api, cli.command, print).await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("slipctl: {}", failure.message());
+            ExitCode::from(failure.exit_code())
         }
     }
-    Ok(())
 }

@@ -6,6 +6,7 @@ pub mod pipeline;
 
 pub use pipeline::{AppConfig, GitopsTarget, PipelineConfig, Policy, StageConfig, TargetKind};
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,10 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     /// How commits are written to the GitOps repositories.
     pub gitops: GitopsConfig,
+    /// The admin gRPC API (`[admin_api]`); off unless `admin_api.listen` is set.
+    pub admin_api: AdminApiConfig,
+    /// The health gate: what is watched in Kubernetes for each app × stage (`[health]`).
+    pub health: crate::health::HealthConfig,
 }
 
 /// `[gitops]`: the write-back's local state and commit identity.
@@ -55,6 +60,75 @@ impl Default for GitopsConfig {
     }
 }
 
+/// `[admin_api]`: the admin gRPC API that slipctl and dashboards call, with bearer tokens
+/// configured by their SHA-256 (never the tokens themselves) and optional mTLS.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminApiConfig {
+    /// Where the gRPC server listens (e.g. `127.0.0.1:9443`); no server when unset.
+    pub listen: Option<SocketAddr>,
+    /// `[[admin_api.tokens]]`: who may call, and with which role.
+    pub tokens: Vec<ApiToken>,
+    /// `[admin_api.tls]`: serve TLS, and require client certificates when a CA is given.
+    pub tls: Option<ApiTls>,
+}
+
+/// One bearer token: `{ name, role, sha256 }`. `name` is the actor recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    /// Lowercase hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    pub sha256: String,
+}
+
+/// What a token may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// List apps and runs, watch events.
+    Viewer,
+    /// Also approve and reject.
+    Approver,
+    /// Also promote, roll back, hold and release.
+    Operator,
+    /// Also promote inside a freeze window.
+    Admin,
+}
+
+/// PEM files of the admin API's TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl AdminApiConfig {
+    fn validate(&self) -> slipway_runtime::Result<()> {
+        use slipway_runtime::config::invalid;
+        if self.listen.is_some() && self.tokens.is_empty() {
+            return Err(invalid("admin_api.tokens", "no token is configured, so nobody could call the API"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, token) in self.tokens.iter().enumerate() {
+            if token.name.trim().is_empty() {
+                return Err(invalid(&format!("admin_api.tokens[{i}].name"), "must not be empty"));
+            }
+            if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(&format!("admin_api.tokens[{i}].sha256"), "must be 64 hex digits"));
+            }
+            if !seen.insert(token.sha256.to_ascii_lowercase()) {
+                return Err(invalid(&format!("admin_api.tokens[{i}].sha256"), "the same hash is listed twice"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// The app called `name`, if configured.
     pub fn app(&self, name: &str) -> Option<&AppConfig> {
@@ -72,6 +146,8 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             apps: Vec::new(),
             gitops: GitopsConfig::default(),
+            admin_api: AdminApiConfig::default(),
+            health: crate::health::HealthConfig::default(),
         }
     }
 }
@@ -84,6 +160,8 @@ impl Validate for Config {
         self.telemetry.validate()?;
         self.pipeline.validate()?;
         pipeline::validate_apps(&self.apps)?;
+        self.admin_api.validate()?;
+        self.health.validate(&self.pipeline)?;
         if self.gitops.work_dir.as_os_str().is_empty() {
             return Err(slipway_runtime::config::invalid("gitops.work_dir", "must not be empty"));
         }

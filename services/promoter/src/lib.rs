@@ -10,6 +10,8 @@
 //! [`deployer::Deployer`] (the [`gitops`] writer), and becomes `promotion.committed`. A ticker
 //! re-checks waiting promotions for ended soak times and freeze windows. [`run`] boots the
 //! shared parts (admin port, NATS and the `SLIPWAY` stream, PostgreSQL schema `promoter`).
+//! The [`health`] watcher consumes `promotion.committed` on [`health::DURABLE`] and reports the
+//! health reports above from Argo CD Applications or Deployment rollouts, read through `kube`.
 
 pub mod api;
 pub mod config;
@@ -18,6 +20,8 @@ pub mod domain;
 pub mod error;
 pub mod freeze;
 pub mod gitops;
+pub mod grpc;
+pub mod health;
 pub mod promoter;
 pub mod store;
 
@@ -61,6 +65,9 @@ pub async fn serve(
     shutdown: CancellationToken,
     deployer: Arc<dyn deployer::Deployer>,
 ) -> anyhow::Result<()> {
+    let kube = health::client(&config.health).await.context("health: the Kubernetes client")?;
+    // Bound first, so a taken port or a bad certificate stops the service at start.
+    let api_listener = grpc::Listener::bind(&config.admin_api).await?;
     let boot = Boot {
         name: "promoter",
         nats: &config.nats,
@@ -80,7 +87,11 @@ pub async fn serve(
     let relay_task = tokio::spawn(relay.clone().run(relay_stop.clone()));
     let config = Arc::new(config);
     let promoter = Arc::new(Promoter::new(ctx.pool.clone(), config.clone(), ctx.publisher.source(), deployer));
+    let health = health::spawn(kube, config.clone(), &ctx, &shutdown);
+    let api = api_listener
+        .map(|l| tokio::spawn(grpc::serve(l, promoter.clone(), ctx.stream.clone(), shutdown.child_token())));
     let consumed = consume(&ctx, &config, &promoter, &shutdown).await;
+    health.stop().await;
     if let Err(e) = relay.relay_pending().await {
         tracing::warn!(error = %e, "final outbox relay failed; the next replica to start relays it");
     }
@@ -88,6 +99,9 @@ pub async fn serve(
     relay_stop.cancel();
     relay_task.await??;
     admin.await??;
+    if let Some(api) = api {
+        api.await??;
+    }
     ctx.client.drain().await?;
     consumed
 }

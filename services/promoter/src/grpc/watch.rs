@@ -1,0 +1,238 @@
+//! `Watch`: events of the `SLIPWAY` stream as a gRPC server stream. Each call gets its own
+//! ordered (ephemeral, ack-less) consumer filtered by the requested subjects and starting at a
+//! stream sequence, a time, or new events only. Every message is decoded with the mesh into a
+//! `v1::Event` carrying its stream sequence; app and stage are matched on the subject's key
+//! tokens. When the client goes away the stream is dropped and its consumer deleted; shutdown
+//! ends every stream so the server can stop.
+
+use std::pin::Pin;
+
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::stream::{ConsumerErrorKind, Stream as JsStream};
+use async_nats::jetstream::{self, Message};
+use futures::{Stream, StreamExt as _};
+use slipway_mesh::names::{AppName, EnvName, is_token};
+use slipway_mesh::v1::{self, watch_request::Start};
+use slipway_mesh::{Envelope, decode_payload, to_event};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+/// What `Watch` answers with.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send + 'static>>;
+
+/// At most this many subject filters per call.
+const MAX_SUBJECTS: usize = 16;
+
+/// A validated `WatchRequest`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    subjects: Vec<String>,
+    app: Option<AppName>,
+    stage: Option<EnvName>,
+    start: DeliverPolicy,
+}
+
+impl Filter {
+    /// Validates the request: subjects under `slipway.` made of Slipway tokens and wildcards,
+    /// valid app and stage names, a representable start time.
+    pub fn from_request(request: &v1::WatchRequest) -> Result<Self, Status> {
+        if request.subjects.len() > MAX_SUBJECTS {
+            return Err(Status::invalid_argument(format!("at most {MAX_SUBJECTS} subjects")));
+        }
+        let subjects = request.subjects.iter().map(|s| subject(s)).collect::<Result<Vec<_>, _>>()?;
+        let app = (!request.app.is_empty()).then(|| AppName::parse(&request.app)).transpose();
+        let stage = (!request.stage.is_empty()).then(|| EnvName::parse(&request.stage)).transpose();
+        let start = match &request.start {
+            None => DeliverPolicy::New,
+            Some(Start::FromSequence(seq)) => DeliverPolicy::ByStartSequence { start_sequence: (*seq).max(1) },
+            Some(Start::FromTime(at)) => {
+                let nanos = i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos);
+                let start_time = async_nats::datetime::from_nanos(nanos)
+                    .map_err(|_| Status::invalid_argument("from_time is out of range"))?;
+                DeliverPolicy::ByStartTime { start_time }
+            }
+        };
+        let invalid = |e: slipway_mesh::Error| Status::invalid_argument(e.to_string());
+        Ok(Filter { subjects, app: app.map_err(invalid)?, stage: stage.map_err(invalid)?, start })
+    }
+
+    /// True when an event on `subject` is about the requested app and stage. Subjects are
+    /// `slipway.<domain>.<event>.<key>[.<env>]`; source events are keyed by repository, so
+    /// they never match an app.
+    pub fn matches(&self, subject: &str) -> bool {
+        let tokens: Vec<&str> = subject.split('.').collect();
+        if let Some(app) = &self.app {
+            let keyed_by_app = tokens.get(1).is_some_and(|domain| *domain != "source");
+            if !keyed_by_app || tokens.get(3) != Some(&app.as_str()) {
+                return false;
+            }
+        }
+        if let Some(stage) = &self.stage
+            && tokens.get(4) != Some(&stage.as_str())
+        {
+            return false;
+        }
+        true
+    }
+
+    fn consumer(&self, name: &str) -> OrderedConfig {
+        let mut config = OrderedConfig {
+            name: Some(name.to_owned()),
+            description: Some("slipway admin API Watch".to_owned()),
+            deliver_policy: self.start,
+            ..OrderedConfig::default()
+        };
+        match self.subjects.as_slice() {
+            [] => {}
+            [one] => config.filter_subject.clone_from(one),
+            many => config.filter_subjects = many.to_vec(),
+        }
+        config
+    }
+}
+
+/// One subject filter: `slipway` then tokens of `[a-z0-9-]`, `*`, or a final `>`.
+fn subject(s: &str) -> Result<String, Status> {
+    let tokens: Vec<&str> = s.split('.').collect();
+    let last = tokens.len() - 1;
+    let valid = tokens.len() >= 2
+        && tokens[0] == "slipway"
+        && tokens.iter().enumerate().skip(1).all(|(i, t)| *t == "*" || (*t == ">" && i == last) || is_token(t));
+    if !valid {
+        let shown: String = s.chars().take(80).collect();
+        return Err(Status::invalid_argument(format!(
+            "subject {shown:?} must be under slipway. (tokens of a-z, 0-9, '-', '*' or a final '>')"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+/// Starts the consumer and returns its events until the client goes away or `shutdown`.
+pub async fn open(stream: &JsStream, filter: Filter, shutdown: CancellationToken) -> Result<EventStream, Status> {
+    let name = format!("slipway-watch-{}", uuid::Uuid::new_v4().simple());
+    let consumer = stream.create_consumer(filter.consumer(&name)).await.map_err(|e| match e.kind() {
+        // The server's own words, e.g. "consumer subject filters cannot overlap".
+        ConsumerErrorKind::JetStream(js) if js.code() == 400 => Status::invalid_argument(js.to_string()),
+        _ => {
+            tracing::warn!(error = %e, "Watch: creating the ordered consumer failed");
+            Status::unavailable("the event stream is unavailable; try again")
+        }
+    })?;
+    let cleanup = Cleanup { stream: stream.clone(), name };
+    let messages = consumer.messages().await.map_err(|e| {
+        tracing::warn!(error = %e, "Watch: reading the ordered consumer failed");
+        Status::unavailable("the event stream is unavailable; try again")
+    })?;
+    let events = futures::stream::unfold((messages, filter, cleanup), |(mut messages, filter, cleanup)| async move {
+        loop {
+            let item = match messages.next().await? {
+                Ok(message) => match decode(&filter, &message) {
+                    Some(event) => Ok(event),
+                    None => continue,
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "Watch: the event stream failed");
+                    Err(Status::unavailable("the event stream was interrupted; watch again from the last sequence"))
+                }
+            };
+            return Some((item, (messages, filter, cleanup)));
+        }
+    });
+    Ok(Box::pin(events.take_until(shutdown.cancelled_owned())))
+}
+
+/// The event in `message`, if it matches and decodes. Undecodable messages are skipped: a
+/// watcher wants the stream, not the first foreign message's error.
+fn decode(filter: &Filter, message: &Message) -> Option<v1::Event> {
+    if !filter.matches(message.subject.as_str()) {
+        return None;
+    }
+    let sequence = message.info().ok()?.stream_sequence;
+    let decoded = message.headers.as_ref().map(Envelope::from_headers).transpose().and_then(|envelope| {
+        let envelope = envelope.ok_or_else(|| slipway_mesh::Error::Envelope("no headers".into()))?;
+        let payload = decode_payload(envelope.kind, &message.payload)?;
+        Ok(to_event(&envelope, payload, sequence))
+    });
+    decoded.inspect_err(|e| tracing::debug!(sequence, error = %e, "Watch: skipping an undecodable message")).ok()
+}
+
+/// Deletes the watch's consumer when its stream is dropped, rather than leaving it to the
+/// server's inactivity timeout. (A consumer the ordered stream recreated after a gap carries
+/// a suffix and is left to that timeout.)
+struct Cleanup {
+    stream: jetstream::stream::Stream,
+    name: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (stream, name) = (self.stream.clone(), std::mem::take(&mut self.name));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = stream.delete_consumer(&name).await {
+                    tracing::debug!(consumer = %name, error = %e, "Watch: consumer already gone");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(subjects: &[&str], app: &str, stage: &str) -> v1::WatchRequest {
+        v1::WatchRequest {
+            subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+            app: app.into(),
+            stage: stage.into(),
+            start: None,
+        }
+    }
+
+    #[test]
+    fn subjects_must_stay_under_slipway() {
+        for ok in ["slipway.>", "slipway.promotion.>", "slipway.*.*.writer.prod", "slipway.build.succeeded.writer"] {
+            assert!(Filter::from_request(&request(&[ok], "", "")).is_ok(), "{ok}");
+        }
+        for bad in ["", ">", "slipway", "other.>", "slipway.>.x", "slipway..x", "slipway.Build.>", "$JS.API.>"] {
+            let err = Filter::from_request(&request(&[bad], "", "")).expect_err(bad);
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad}");
+        }
+        assert!(Filter::from_request(&request(&[], "Writer", "")).is_err());
+        assert!(Filter::from_request(&request(&[], "", "prod.x")).is_err());
+    }
+
+    #[test]
+    fn start_positions() {
+        let mut r = request(&[], "", "");
+        assert_eq!(Filter::from_request(&r).expect("new").start, DeliverPolicy::New);
+        r.start = Some(Start::FromSequence(0));
+        assert_eq!(Filter::from_request(&r).expect("seq").start, DeliverPolicy::ByStartSequence { start_sequence: 1 });
+        r.start = Some(Start::FromTime(pbjson_types::Timestamp { seconds: 1_700_000_000, nanos: 5 }));
+        let by_time = Filter::from_request(&r).expect("time").start;
+        assert!(matches!(by_time, DeliverPolicy::ByStartTime { .. }), "{by_time:?}");
+    }
+
+    #[test]
+    fn app_and_stage_match_key_tokens() {
+        let f = Filter::from_request(&request(&[], "writer", "prod")).expect("filter");
+        assert!(f.matches("slipway.promotion.committed.writer.prod"));
+        assert!(!f.matches("slipway.promotion.committed.writer.dev"));
+        assert!(!f.matches("slipway.promotion.committed.reader.prod"));
+        assert!(!f.matches("slipway.build.succeeded.writer"), "no stage token");
+        let f = Filter::from_request(&request(&[], "writer", "")).expect("filter");
+        assert!(f.matches("slipway.build.succeeded.writer"));
+        assert!(!f.matches("slipway.source.push.writer"), "source events are keyed by repository");
+        assert!(Filter::from_request(&request(&[], "", "")).expect("all").matches("slipway.source.push.x"));
+    }
+
+    #[test]
+    fn one_or_many_filter_subjects() {
+        let one = Filter::from_request(&request(&["slipway.build.>"], "", "")).expect("one").consumer("n");
+        assert_eq!((one.filter_subject.as_str(), one.filter_subjects.len()), ("slipway.build.>", 0));
+        let two = Filter::from_request(&request(&["slipway.build.>", "slipway.promotion.>"], "", "")).expect("two");
+        assert_eq!(two.consumer("n").filter_subjects.len(), 2);
+    }
+}

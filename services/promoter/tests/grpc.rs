@@ -1,0 +1,355 @@
+//! The admin gRPC API of a promoter booted with `run()` against real NATS, PostgreSQL and a git
+//! daemon: tokens and roles are checked, names validated, an approver's approval through gRPC
+//! lands a staging commit, `ListApps` shows the versions, `Watch` replays from a sequence and
+//! then follows live events, and the health and reflection services answer.
+
+use std::time::Duration;
+
+use slipway_mesh::v1::{self, admin_service_client::AdminServiceClient};
+use slipway_promoter::config::{AdminApiConfig, ApiToken, AppConfig, PipelineConfig, Role, StageConfig};
+use slipway_promoter::{Config, grpc::hash_token};
+use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
+use slipway_runtime::jetstream::Publisher;
+use slipway_testkit::{GitDaemon, NatsServer};
+use sqlx::{PgPool, Row};
+use tokio_stream::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::{Interceptor, interceptor::InterceptedService};
+use tonic::transport::Channel;
+
+const IMAGE: &str = "registry.local/acme/writer";
+/// (token, name, role) of the configured tokens; `bob` is also staging's approver.
+const TOKENS: [(&str, &str, Role); 4] = [
+    ("viewer-token", "vera", Role::Viewer),
+    ("approver-token", "bob", Role::Approver),
+    ("mallory-token", "mallory", Role::Approver),
+    ("operator-token", "olga", Role::Operator),
+];
+
+fn git(args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// A GitOps repository with a kustomization per stage; returns its URL.
+fn seed_gitops(daemon: &GitDaemon) -> String {
+    let url = daemon.create_bare_repo("acme/gitops").expect("bare repo");
+    let work = tempfile::tempdir().expect("dir");
+    let dir = work.path().to_str().expect("utf-8");
+    git(&["init", "-q", dir]);
+    for stage in ["dev", "staging"] {
+        let path = work.path().join(format!("envs/{stage}/kustomization.yaml"));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, format!("images:\n  - name: {IMAGE}\n    newTag: v0\n")).expect("write");
+    }
+    git(&["-C", dir, "add", "-A"]);
+    git(&["-C", dir, "commit", "-q", "-m", "seed"]);
+    git(&["-C", dir, "push", "-q", &url, "main"]);
+    url
+}
+
+fn remote_tag(daemon: &GitDaemon, stage: &str) -> String {
+    let bare = daemon.repo_path("acme/gitops");
+    let file = format!("main:envs/{stage}/kustomization.yaml");
+    let text = git(&["--git-dir", bare.to_str().expect("utf-8"), "show", &file]);
+    let line = text.lines().find(|l| l.trim_start().starts_with("newTag:")).expect("newTag");
+    line.trim_start().trim_start_matches("newTag:").trim().to_owned()
+}
+
+fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path) -> Config {
+    let stage = |json: serde_json::Value| -> StageConfig { serde_json::from_value(json).expect("stage") };
+    let pipeline = PipelineConfig {
+        stages: vec![
+            stage(serde_json::json!({ "name": "dev", "policy": "auto" })),
+            stage(serde_json::json!({ "name": "staging", "policy": "approval", "approvers": ["bob", "mallory"] })),
+        ],
+        tick_secs: 1,
+        ..PipelineConfig::default()
+    };
+    let app: AppConfig = serde_json::from_value(serde_json::json!({
+        "name": "writer",
+        "gitops": { "repository": gitops, "path": "envs/{stage}/kustomization.yaml", "kind": "kustomize", "image": IMAGE },
+    }))
+    .expect("app");
+    let tokens = TOKENS.map(|(token, name, role)| ApiToken { name: name.into(), role, sha256: hash_token(token) });
+    let admin_api = AdminApiConfig {
+        listen: Some(([127, 0, 0, 1], slipway_testkit::free_port()).into()),
+        tokens: tokens.to_vec(),
+        tls: None,
+    };
+    let mut config = Config {
+        nats: NatsConfig { url: nats.url(), ack_wait_secs: 5, ..NatsConfig::default() },
+        database: DatabaseConfig { url: Some(Secret::new(db.to_owned())), ..DatabaseConfig::with_schema("promoter") },
+        pipeline,
+        apps: vec![app],
+        admin_api,
+        ..Config::default()
+    };
+    config.gitops.work_dir = work.to_owned();
+    config.gitops.batch_window_ms = 20;
+    config
+}
+
+/// Adds `authorization: Bearer <token>` when there is a token.
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Client = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
+fn client(channel: &Channel, auth: Option<&str>) -> Client {
+    AdminServiceClient::with_interceptor(channel.clone(), Bearer(auth.map(|a| a.parse().expect("ascii"))))
+}
+
+fn as_role(channel: &Channel, name: &str) -> Client {
+    let token = TOKENS.iter().find(|t| t.1 == name).expect("token").0;
+    client(channel, Some(&format!("Bearer {token}")))
+}
+
+/// Connects once the promoter serves its health service.
+async fn connect(config: &Config) -> Channel {
+    let url = format!("http://{}", config.admin_api.listen.expect("listen"));
+    let endpoint = Channel::from_shared(url).expect("url").timeout(Duration::from_secs(5));
+    for _ in 0..150 {
+        if let Ok(channel) = endpoint.connect().await {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+            let check = tonic_health::pb::HealthCheckRequest { service: "slipway.v1.AdminService".into() };
+            if let Ok(answer) = health.check(check).await {
+                assert_eq!(
+                    answer.into_inner().status(),
+                    tonic_health::pb::health_check_response::ServingStatus::Serving
+                );
+                return channel;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the admin API never served");
+}
+
+/// Id of the promotion `stage` runs in `state` with `tag`, once there is one.
+async fn wait_promotion(pool: &PgPool, stage: &str, tag: &str, state: &str) -> String {
+    for _ in 0..300 {
+        let row = sqlx::query(
+            "SELECT p.id FROM promotions p JOIN stage_versions s ON s.desired_promotion = p.id \
+             WHERE s.app = 'writer' AND s.stage = $1 AND p.image_tag = $2 AND p.state = $3",
+        )
+        .bind(stage)
+        .bind(tag)
+        .bind(state)
+        .fetch_optional(pool)
+        .await
+        .expect("query");
+        if let Some(row) = row {
+            return row.try_get("id").expect("id");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{stage} never ran {tag} as {state}");
+}
+
+async fn stage_status(api: &mut Client, stage: &str) -> v1::StageStatus {
+    let apps = api.list_apps(v1::ListAppsRequest { app: "writer".into() }).await.expect("list apps").into_inner();
+    apps.apps[0].stages.iter().find(|s| s.stage == stage).expect("stage").clone()
+}
+
+fn build(tag: &str) -> v1::BuildSucceeded {
+    v1::BuildSucceeded {
+        build_id: format!("build-{tag}"),
+        app: "writer".into(),
+        source: Some(v1::SourceRef {
+            repository: "acme/monorepo".into(),
+            commit_sha: "a".repeat(40),
+            r#ref: "refs/heads/main".into(),
+            author: "dana".into(),
+        }),
+        image: Some(v1::ImageRef { repository: IMAGE.into(), tag: tag.into(), digest: String::new() }),
+        tags: vec![tag.into()],
+        duration_ms: 1,
+    }
+}
+
+fn healthy(stage: &str, promotion_id: &str) -> v1::PromotionHealthy {
+    v1::PromotionHealthy { promotion_id: promotion_id.into(), app: "writer".into(), stage: stage.into(), image: None }
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
+    result.expect_err("an error").code()
+}
+
+async fn auth_and_validation(channel: &Channel) {
+    let approve = || v1::ApproveRequest { app: "writer".into(), stage: "staging".into(), ..Default::default() };
+    assert_eq!(code(client(channel, None).approve(approve()).await), Code::Unauthenticated);
+    assert_eq!(
+        code(client(channel, Some("Bearer nope")).list_apps(v1::ListAppsRequest::default()).await),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        code(client(channel, Some("Basic abc")).list_apps(v1::ListAppsRequest::default()).await),
+        Code::Unauthenticated
+    );
+    let denied = as_role(channel, "vera").approve(approve()).await.expect_err("viewer approving");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let promote =
+        v1::PromoteRequest { app: "writer".into(), stage: "dev".into(), override_freeze: true, ..Default::default() };
+    assert_eq!(code(as_role(channel, "olga").promote(promote).await), Code::PermissionDenied, "override is admin only");
+    let bad = v1::ApproveRequest { app: "../Writer".into(), stage: "staging".into(), ..Default::default() };
+    let invalid = as_role(channel, "bob").approve(bad).await.expect_err("bad app name");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    assert!(invalid.message().contains("app name"), "{}", invalid.message());
+    let bad_tag =
+        v1::PromoteRequest { app: "writer".into(), stage: "dev".into(), tag: "a/b".into(), ..Default::default() };
+    assert_eq!(code(as_role(channel, "olga").promote(bad_tag).await), Code::InvalidArgument);
+    let unknown = as_role(channel, "vera").list_apps(v1::ListAppsRequest { app: "nope".into() }).await;
+    assert_eq!(code(unknown), Code::NotFound);
+    let watch = v1::WatchRequest { subjects: vec!["$JS.API.>".into()], ..Default::default() };
+    assert_eq!(code(as_role(channel, "vera").watch(watch).await), Code::InvalidArgument);
+    let run = as_role(channel, "vera").get_run(v1::GetRunRequest { run_id: "no-such-run".into() }).await;
+    assert_eq!(code(run), Code::NotFound);
+}
+
+async fn reflection_lists_the_service(channel: &Channel) {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let answer = answers.next().await.expect("an answer").expect("ok");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else { panic!("{answer:?}") };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.iter().any(|n| n == "slipway.v1.AdminService"), "{names:?}");
+    assert!(names.iter().any(|n| n == "grpc.health.v1.Health"), "{names:?}");
+}
+
+async fn next(events: &mut tonic::Streaming<v1::Event>) -> v1::Event {
+    let event = tokio::time::timeout(Duration::from_secs(10), events.next()).await.expect("an event in time");
+    event.expect("stream open").expect("event ok")
+}
+
+/// Names of the `Watch` consumers on the stream.
+async fn watch_consumers(js: &async_nats::jetstream::Context) -> Vec<String> {
+    let stream = js.get_stream("SLIPWAY").await.expect("stream");
+    let names: Vec<String> = stream.consumer_names().filter_map(Result::ok).collect().await;
+    names.into_iter().filter(|n| n.starts_with("slipway-watch-")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_checks_tokens_approves_through_grpc_and_watches_events() {
+    let nats = NatsServer::start().await.expect("nats");
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let db = slipway_testkit::shared_database().await.expect("database");
+    let gitops = seed_gitops(&daemon);
+    let work = tempfile::tempdir().expect("work dir");
+    let config = config(&nats, &db, &gitops, work.path());
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let service = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
+    let channel = connect(&config).await;
+    let nats_client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(nats_client.clone());
+    let publisher = Publisher::new(nats_client, "/slipway/test/grpc");
+    let pool = slipway_runtime::db::connect(&config.database).await.expect("pool");
+
+    auth_and_validation(&channel).await;
+    reflection_lists_the_service(&channel).await;
+
+    // v1 reaches dev by itself and waits for an approver in staging.
+    publisher.publish(&build("v1")).await.expect("publish build");
+    let dev = wait_promotion(&pool, "dev", "v1", "committed").await;
+    publisher.publish(&healthy("dev", &dev)).await.expect("publish healthy");
+    wait_promotion(&pool, "dev", "v1", "healthy").await;
+    let mut bob = as_role(&channel, "bob");
+    let mut staging = stage_status(&mut bob, "staging").await;
+    for _ in 0..100 {
+        if staging.approvals_required == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        staging = stage_status(&mut bob, "staging").await;
+    }
+    assert_eq!((staging.approvals_required, staging.approvals_granted), (1, 0), "{staging:?}");
+    assert!(staging.allowed_approvers.contains(&"bob".to_owned()), "{staging:?}");
+    let dev_status = stage_status(&mut bob, "dev").await;
+    assert_eq!(dev_status.desired.as_ref().expect("dev version").tag, "v1");
+    assert_eq!(dev_status.health(), v1::Health::Healthy);
+
+    // bob approves through gRPC; the staging commit lands on the remote.
+    let request = v1::ApproveRequest { app: "writer".into(), stage: "staging".into(), ..Default::default() };
+    let approved = bob.approve(request).await.expect("approve").into_inner();
+    assert_eq!((approved.granted, approved.required), (1, 1), "{approved:?}");
+    let staging_id = wait_promotion(&pool, "staging", "v1", "committed").await;
+    assert_eq!(staging_id, approved.promotion_id);
+    assert_eq!(remote_tag(&daemon, "staging"), "v1");
+    let apps = as_role(&channel, "vera").list_apps(v1::ListAppsRequest::default()).await.expect("apps").into_inner();
+    assert_eq!(apps.stages, ["dev", "staging"]);
+    let tags: Vec<String> =
+        apps.apps[0].stages.iter().map(|s| s.desired.as_ref().map(|d| d.tag.clone()).unwrap_or_default()).collect();
+    assert_eq!(tags, ["v1", "v1"]);
+    let runs = as_role(&channel, "vera").list_runs(v1::ListRunsRequest::default()).await.expect("runs").into_inner();
+    assert!(runs.runs[0].timeline.iter().any(|t| t.actor == "bob"), "{:?}", runs.runs[0].timeline);
+    let again = v1::ApproveRequest { app: "writer".into(), stage: "staging".into(), ..Default::default() };
+    let refused = as_role(&channel, "mallory").approve(again).await.expect_err("nothing waits");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+
+    // Watch replays from sequence 1, then follows a live event; leaving deletes its consumer.
+    let watch = v1::WatchRequest {
+        app: "writer".into(),
+        start: Some(v1::watch_request::Start::FromSequence(1)),
+        ..Default::default()
+    };
+    let mut events = as_role(&channel, "vera").watch(watch).await.expect("watch").into_inner();
+    let first = events.next().await.expect("an event").expect("ok");
+    assert_eq!((first.r#type.as_str(), first.sequence), ("io.slipway.build.succeeded.v1", 1), "{first:?}");
+    // Both commits (dev, then staging after the approval) happened before the call.
+    let (mut last, mut seen) = (first.sequence, vec![first.r#type]);
+    while seen.iter().filter(|t| *t == "io.slipway.promotion.committed.v1").count() < 2 {
+        let event = next(&mut events).await;
+        assert!(event.sequence > last, "sequences increase");
+        (last, seen) = (event.sequence, [seen, vec![event.r#type]].concat());
+    }
+    assert!(seen.iter().any(|t| t == "io.slipway.approval.granted.v1"), "{seen:?}");
+    publisher.publish(&healthy("staging", &staging_id)).await.expect("publish healthy");
+    let live = loop {
+        let event = next(&mut events).await;
+        if event.r#type == "io.slipway.promotion.healthy.v1" && event.subject.ends_with(".staging") {
+            break event;
+        }
+    };
+    let Some(v1::event::Payload::PromotionHealthy(payload)) = live.payload else { panic!("{live:?}") };
+    assert_eq!(payload.promotion_id, staging_id);
+    assert_eq!(watch_consumers(&js).await.len(), 1);
+    drop(events);
+    for _ in 0..100 {
+        if watch_consumers(&js).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(watch_consumers(&js).await.is_empty(), "the watch consumer outlived its client");
+
+    shutdown.cancel();
+    service.await.expect("join").expect("service");
+}

@@ -1,0 +1,185 @@
+//! The pipeline with its health gate wired in: real NATS, PostgreSQL and git daemon, and the
+//! fake Kubernetes API server standing in for Argo CD. A build goes to dev by itself; the dev
+//! Application syncs the promoter's own commit and turns healthy, which the health watcher
+//! inside the service reports; only then does staging wait for its approval. A later version
+//! that degrades in dev is rolled back by the pipeline.
+
+mod health_fake;
+
+use std::time::Duration;
+
+use health_fake::{APPLICATION, FakeKube};
+use serde_json::json;
+use slipway_mesh::v1;
+use slipway_promoter::Config;
+use slipway_promoter::config::{AppConfig, PipelineConfig, StageConfig};
+use slipway_promoter::health::{HealthMode, config::StageHealth};
+use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
+use slipway_runtime::jetstream::Publisher;
+use slipway_testkit::{GitDaemon, NatsServer};
+use sqlx::{PgPool, Row};
+use tokio_util::sync::CancellationToken;
+
+const IMAGE: &str = "registry.local/acme/writer";
+
+fn git(args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn seed_gitops(daemon: &GitDaemon) -> String {
+    let url = daemon.create_bare_repo("acme/gitops").expect("bare repo");
+    let work = tempfile::tempdir().expect("dir");
+    let dir = work.path().to_str().expect("utf-8");
+    git(&["init", "-q", dir]);
+    for stage in ["dev", "staging"] {
+        let path = work.path().join(format!("envs/{stage}/kustomization.yaml"));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, format!("images:\n  - name: {IMAGE}\n    newTag: v0\n")).expect("write");
+    }
+    git(&["-C", dir, "add", "-A"]);
+    git(&["-C", dir, "commit", "-q", "-m", "seed"]);
+    git(&["-C", dir, "push", "-q", &url, "main"]);
+    url
+}
+
+/// The commit at the tip of the GitOps branch: what Argo CD would sync.
+fn gitops_head(daemon: &GitDaemon) -> String {
+    let bare = daemon.repo_path("acme/gitops");
+    git(&["--git-dir", bare.to_str().expect("utf-8"), "rev-parse", "main"]).trim().to_owned()
+}
+
+fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path, kube_url: &str) -> Config {
+    let stage = |json: serde_json::Value| -> StageConfig { serde_json::from_value(json).expect("stage") };
+    let pipeline = PipelineConfig {
+        stages: vec![
+            stage(json!({ "name": "dev", "policy": "auto", "auto_rollback": true })),
+            stage(json!({ "name": "staging", "policy": "approval", "approvers": ["bob"] })),
+        ],
+        tick_secs: 1,
+        ..PipelineConfig::default()
+    };
+    let app: AppConfig = serde_json::from_value(json!({
+        "name": "writer",
+        "gitops": { "repository": gitops, "path": "envs/{stage}/kustomization.yaml", "kind": "kustomize", "image": IMAGE },
+    }))
+    .expect("app");
+    let mut config = Config {
+        nats: NatsConfig { url: nats.url(), ack_wait_secs: 5, ..NatsConfig::default() },
+        database: DatabaseConfig { url: Some(Secret::new(db.to_owned())), ..DatabaseConfig::with_schema("promoter") },
+        pipeline,
+        apps: vec![app],
+        ..Config::default()
+    };
+    config.gitops.work_dir = work.to_owned();
+    config.gitops.batch_window_ms = 20;
+    config.health.kube_url = Some(kube_url.to_owned());
+    config.health.stages.insert("dev".into(), StageHealth { mode: Some(HealthMode::ArgoCd), ..StageHealth::default() });
+    config
+}
+
+async fn build(publisher: &Publisher, tag: &str) {
+    let event = v1::BuildSucceeded {
+        build_id: format!("build-{tag}"),
+        app: "writer".into(),
+        source: Some(v1::SourceRef {
+            repository: "acme/monorepo".into(),
+            commit_sha: format!("{:0>40}", tag.trim_start_matches('v')),
+            r#ref: "refs/heads/main".into(),
+            author: "dana".into(),
+        }),
+        image: Some(v1::ImageRef { repository: IMAGE.into(), tag: tag.into(), digest: String::new() }),
+        tags: vec![tag.into()],
+        duration_ms: 1,
+    };
+    publisher.publish(&event).await.expect("publish build");
+}
+
+/// Waits until `stage` runs `tag` in `state` (the promotion `stage_versions` points at).
+async fn wait_stage(pool: &PgPool, stage: &str, tag: &str, state: &str) {
+    let sql = "SELECT p.state, p.image_tag FROM promotions p JOIN stage_versions s ON s.desired_promotion = p.id \
+               WHERE s.app = 'writer' AND s.stage = $1";
+    let mut last = None;
+    for _ in 0..300 {
+        if let Some(row) = sqlx::query(sql).bind(stage).fetch_optional(pool).await.expect("query") {
+            let seen: (String, String) = (row.get("state"), row.get("image_tag"));
+            if seen.0 == state && seen.1 == tag {
+                return;
+            }
+            last = Some(seen);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{stage} never ran {tag} as {state}: {last:?}");
+}
+
+async fn pending(pool: &PgPool, stage: &str) -> Option<(String, String)> {
+    let sql = "SELECT image_tag, waiting_on FROM promotions WHERE app = 'writer' AND stage = $1 AND state = 'pending'";
+    let row = sqlx::query(sql).bind(stage).fetch_optional(pool).await.expect("query")?;
+    Some((row.get("image_tag"), row.get("waiting_on")))
+}
+
+fn application(revision: &str, health: &str) -> serde_json::Value {
+    json!({ "status": { "sync": { "status": "Synced", "revision": revision }, "health": { "status": health } } })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_health_comes_from_argo_cd_and_gates_staging() {
+    let nats = NatsServer::start().await.expect("nats");
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let db = slipway_testkit::shared_database().await.expect("database");
+    let fake = FakeKube::start().await;
+    let gitops = seed_gitops(&daemon);
+    let work = tempfile::tempdir().expect("work dir");
+    let config = config(&nats, &db, &gitops, work.path(), &fake.url);
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let service = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client.clone());
+    slipway_runtime::jetstream::ensure_stream(&js, &config.nats).await.expect("stream");
+    let pool = slipway_runtime::db::connect(&config.database).await.expect("pool");
+    slipway_runtime::db::migrate(&pool, &slipway_promoter::MIGRATOR).await.expect("migrate");
+    let publisher = Publisher::new(client, "/slipway/test/local");
+    fake.apply(APPLICATION, "argocd", "writer-dev", application("seed", "Healthy"));
+
+    // v1 lands in dev; until Argo CD has synced that commit and reports it healthy, staging waits.
+    build(&publisher, "v1").await;
+    wait_stage(&pool, "dev", "v1", "committed").await;
+    let v1_commit = gitops_head(&daemon);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pending(&pool, "staging").await, None, "the old revision's health does not count");
+    fake.apply(APPLICATION, "argocd", "writer-dev", application(&v1_commit, "Progressing"));
+    wait_stage(&pool, "dev", "v1", "synced").await;
+    fake.apply(APPLICATION, "argocd", "writer-dev", application(&v1_commit, "Healthy"));
+    wait_stage(&pool, "dev", "v1", "healthy").await;
+    for _ in 0..100 {
+        if pending(&pool, "staging").await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (tag, waiting_on) = pending(&pool, "staging").await.expect("staging waits");
+    assert_eq!(tag, "v1");
+    assert!(waiting_on.starts_with("approvals: 0/1"), "{waiting_on}");
+
+    // v2 syncs and degrades in dev: the pipeline writes v1 back, and Argo CD's sync of that
+    // rollback commit turning healthy is reported too.
+    build(&publisher, "v2").await;
+    wait_stage(&pool, "dev", "v2", "committed").await;
+    let v2_commit = gitops_head(&daemon);
+    fake.apply(APPLICATION, "argocd", "writer-dev", application(&v2_commit, "Degraded"));
+    wait_stage(&pool, "dev", "v1", "committed").await;
+    let rollback_commit = gitops_head(&daemon);
+    assert_ne!(rollback_commit, v2_commit);
+    fake.apply(APPLICATION, "argocd", "writer-dev", application(&rollback_commit, "Healthy"));
+    wait_stage(&pool, "dev", "v1", "healthy").await;
+
+    shutdown.cancel();
+    service.await.expect("join").expect("service");
+}
