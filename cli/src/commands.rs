@@ -16,7 +16,7 @@ pub struct Print {
 
 impl Print {
     /// Prints `value` as JSON, or `human()` otherwise.
-    fn show<T: Serialize>(self, value: &T, human: impl FnOnce() -> String) -> Result<(), Failure> {
+    pub(crate) fn show<T: Serialize>(self, value: &T, human: impl FnOnce() -> String) -> Result<(), Failure> {
         if self.json {
             let text = serde_json::to_string_pretty(value).map_err(|e| Failure::Api(format!("JSON output: {e}")))?;
             println!("{text}");
@@ -35,6 +35,8 @@ fn none_if_empty(s: &str) -> &str {
 pub async fn run(api: &Api, command: Command, print: Print) -> Result<(), Failure> {
     let style = print.style;
     match command {
+        // Handled by `crate::dlq` before any admin API connection is made.
+        Command::Dlq { .. } => Err(Failure::Usage("dlq talks to the notifier, not the admin API".into())),
         Command::Status { app } => {
             let r = api.ok(api.client().list_apps(v1::ListAppsRequest { app: app.unwrap_or_default() }).await)?;
             print.show(&r, || output::status(style, &r))

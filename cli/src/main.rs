@@ -9,6 +9,7 @@
 
 mod client;
 mod commands;
+mod dlq;
 mod output;
 mod settings;
 
@@ -117,6 +118,14 @@ enum Command {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// The notifier's dead letters: notifications that failed every attempt.
+    Dlq {
+        /// Admin URL of the notifier.
+        #[arg(long, env = "SLIPWAY_NOTIFIER_URL", default_value = "http://127.0.0.1:9104")]
+        notifier: String,
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
     /// Lift a hold; waiting promotions go on.
     Release {
         app: String,
@@ -131,6 +140,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let print = commands::Print { json: cli.json, style: output::Style::detect() };
     let result = async {
+        if let Command::Dlq { notifier, command } = cli.command {
+            return dlq::run(&notifier, command, print).await;
+        }
         let settings = settings::resolve(cli.server, cli.token, cli.config)?;
         let api = client::Api::connect(settings).await?;
         commands::run(&api, cli.command, print).await
