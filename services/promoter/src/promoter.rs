@@ -260,6 +260,11 @@ impl Promoter {
             None => Err(Error::Deploy { message: format!("app {app} is not configured"), permanent: true }),
             Some(config) => self.deployer.write(config, &promotion).await,
         };
+        // Event (the promotion request) to pushed commit, as operators feel it.
+        let since_requested = (chrono::Utc::now() - delivery.envelope.time).to_std().unwrap_or_default();
+        let outcome = if written.is_ok() { "pushed" } else { "failed" };
+        metrics::histogram!("slipway_promoter_request_to_push_seconds", "outcome" => outcome)
+            .record(since_requested.as_secs_f64());
         let event = match written {
             Ok(w) => Event::Committed {
                 promotion_id: promotion.id.clone(),
@@ -284,7 +289,15 @@ impl Promoter {
     /// Re-checks every waiting promotion (soak times, freeze windows); returns how many apps
     /// were looked at.
     pub async fn tick(&self) -> Result<usize> {
-        let apps = store::apps_waiting(&mut *self.pool.acquire().await?, None, "").await?;
+        let mut conn = self.pool.acquire().await?;
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM promotions WHERE state = 'pending' AND waiting_on LIKE 'approvals:%'",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        metrics::gauge!("slipway_promoter_approvals_waiting").set(waiting as f64);
+        let apps = store::apps_waiting(&mut conn, None, "").await?;
+        drop(conn);
         for app in &apps {
             let mut tx = self.pool.begin().await?;
             let id = uuid::Uuid::now_v7().to_string();

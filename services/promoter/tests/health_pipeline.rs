@@ -139,6 +139,7 @@ async fn dev_health_comes_from_argo_cd_and_gates_staging() {
     let config = config(&nats, &db, &gitops, work.path(), &fake.url);
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let admin = format!("http://{}", listener.local_addr().expect("addr"));
     let service = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = async_nats::jetstream::new(client.clone());
@@ -179,6 +180,17 @@ async fn dev_health_comes_from_argo_cd_and_gates_staging() {
     assert_ne!(rollback_commit, v2_commit);
     fake.apply(APPLICATION, "argocd", "writer-dev", application(&rollback_commit, "Healthy"));
     wait_stage(&pool, "dev", "v1", "healthy").await;
+
+    // What happened shows in the promoter's metrics.
+    let metrics = reqwest::get(format!("{admin}/metrics")).await.expect("GET").text().await.expect("text");
+    for name in [
+        "slipway_promoter_request_to_push_seconds_count{outcome=\"pushed\"}",
+        "slipway_promoter_gitops_commits_total",
+        "slipway_promoter_commit_to_healthy_seconds",
+        "slipway_promoter_approvals_waiting",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+    }
 
     shutdown.cancel();
     service.await.expect("join").expect("service");

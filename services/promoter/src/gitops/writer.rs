@@ -81,11 +81,13 @@ impl Counters {
     pub(crate) fn committed(&self, pushed: bool) {
         if pushed {
             self.commits.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("slipway_promoter_gitops_commits_total").increment(1);
         }
     }
 
     pub(crate) fn retried(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("slipway_promoter_gitops_push_retries_total").increment(1);
     }
 
     fn snapshot(&self) -> WriterStats {
