@@ -32,6 +32,7 @@ pub mod boot;
 mod daemon;
 mod error;
 mod git;
+pub mod kube;
 mod nats;
 mod postgres;
 mod process;

@@ -1,13 +1,15 @@
 //! Build backends: a checked-out context and Dockerfile in, an image pushed under every tag
 //! of the plan out. Which one runs is chosen by `build.backend`; [`buildah`] is the default
-//! (daemonless, also inside Kubernetes pods), [`docker`] needs a Docker engine.
+//! (daemonless, also inside Kubernetes pods), [`docker`] needs a Docker engine, [`kaniko`]
+//! runs each build as a Kubernetes Job on the cluster.
 //!
 //! Backends run programs and stream their output line by line into the [`BuildLog`].
 //! Cancelling a build (supersede, timeout, shutdown) drops its future, which kills the
-//! running program (`kill_on_drop`).
+//! running program (`kill_on_drop`) or deletes the build's Job.
 
 pub mod buildah;
 pub mod docker;
+pub mod kaniko;
 
 use crate::config::{BackendKind, BuildConfig};
 use crate::logs::BuildLog;
@@ -64,7 +66,7 @@ impl BackendError {
 
 /// Builds and pushes images.
 pub trait Backend: Send + Sync {
-    /// `buildah`, `docker`: goes on `build.started`.
+    /// `buildah`, `docker`, `kaniko`: goes on `build.started`.
     fn name(&self) -> &'static str;
 
     /// Builds `job` and pushes every tag of its plan.
@@ -76,7 +78,7 @@ pub fn from_config(config: &BuildConfig) -> Result<Arc<dyn Backend>, String> {
     match config.backend {
         BackendKind::Buildah => Ok(Arc::new(buildah::Buildah::new(config))),
         BackendKind::Docker => Ok(Arc::new(docker::Docker::new(config))),
-        BackendKind::Kaniko => Err("build.backend: kaniko is not implemented yet; use buildah or docker".to_owned()),
+        BackendKind::Kaniko => Ok(Arc::new(kaniko::Kaniko::new(config))),
     }
 }
 

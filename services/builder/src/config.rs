@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use slipway_mesh::names::{AppName, ImageTag};
 use slipway_runtime::config::{AdminConfig, DatabaseConfig, NatsConfig, TelemetryConfig, Validate, invalid};
 use slipway_runtime::service::ServiceConfig;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 /// Everything the builder service reads from its configuration.
@@ -86,7 +86,7 @@ pub enum BackendKind {
     Buildah,
     /// `docker buildx build --push`; needs a Docker engine.
     Docker,
-    /// A Kubernetes Job per build (not implemented yet).
+    /// A Kubernetes Job per build running kaniko on the cluster.
     Kaniko,
 }
 
@@ -109,6 +109,8 @@ pub struct BuildConfig {
     pub buildah: BuildahConfig,
     /// The docker CLI used by the docker backend.
     pub docker_program: PathBuf,
+    /// The kaniko backend's settings.
+    pub kaniko: KanikoConfig,
 }
 
 impl Default for BuildConfig {
@@ -121,6 +123,7 @@ impl Default for BuildConfig {
             timeout_secs: 30 * 60,
             buildah: BuildahConfig::default(),
             docker_program: PathBuf::from("docker"),
+            kaniko: KanikoConfig::default(),
         }
     }
 }
@@ -147,6 +150,70 @@ impl Default for BuildahConfig {
             isolation: "chroot".to_owned(),
             root: None,
         }
+    }
+}
+
+/// `[build.kaniko]`: where and how build Jobs run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KanikoConfig {
+    /// Namespace the build Jobs are created in.
+    pub namespace: String,
+    /// The kaniko executor image.
+    pub image: String,
+    /// Service account of the build pods (cloud registry credentials by workload identity).
+    pub service_account: Option<String>,
+    /// A `kubernetes.io/dockerconfigjson` Secret mounted as kaniko's registry credentials.
+    pub registry_secret: Option<String>,
+    /// Container resource requests (`cpu = "1"`, `memory = "2Gi"`).
+    pub requests: BTreeMap<String, String>,
+    /// Container resource limits.
+    pub limits: BTreeMap<String, String>,
+    /// `ttlSecondsAfterFinished`: how long a finished Job (and its pod's log) stays.
+    pub ttl_secs: i32,
+    /// The API server; unset: in-cluster config or the kubeconfig (`kube::Config::infer`).
+    pub kube_url: Option<String>,
+}
+
+impl Default for KanikoConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "slipway-builds".to_owned(),
+            image: "gcr.io/kaniko-project/executor:v1.23.2".to_owned(),
+            service_account: None,
+            registry_secret: None,
+            requests: BTreeMap::new(),
+            limits: BTreeMap::new(),
+            ttl_secs: 3600,
+            kube_url: None,
+        }
+    }
+}
+
+impl KanikoConfig {
+    fn validate(&self) -> slipway_runtime::Result<()> {
+        let dns_label = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !s.starts_with('-')
+                && !s.ends_with('-')
+        };
+        if !dns_label(&self.namespace) {
+            return Err(invalid("build.kaniko.namespace", "must be a DNS label (a-z, 0-9, '-')"));
+        }
+        if self.image.trim().is_empty() {
+            return Err(invalid("build.kaniko.image", "must not be empty"));
+        }
+        if self.ttl_secs < 0 {
+            return Err(invalid("build.kaniko.ttl_secs", "must not be negative"));
+        }
+        if let Some(url) = &self.kube_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("build.kaniko.kube_url", "must be an http(s) URL"));
+        }
+        Ok(())
     }
 }
 
@@ -205,6 +272,11 @@ impl Validate for Config {
                 return Err(invalid(&format!("apps[{i}].name"), format_args!("{} is listed twice", app.name)));
             }
             validate_app(i, app)?;
+            // kaniko clones inside the cluster, and its git context speaks only http(s).
+            let http = app.repository.starts_with("https://") || app.repository.starts_with("http://");
+            if self.build.backend == BackendKind::Kaniko && !http {
+                return Err(invalid(&format!("apps[{i}].repository"), "the kaniko backend clones over http(s) only"));
+            }
         }
         Ok(())
     }
@@ -213,7 +285,7 @@ impl Validate for Config {
 impl BuildConfig {
     fn validate(&self) -> slipway_runtime::Result<()> {
         if self.backend == BackendKind::Kaniko {
-            return Err(invalid("build.backend", "kaniko is not implemented yet; use buildah or docker"));
+            self.kaniko.validate()?;
         }
         if self.concurrency == 0 {
             return Err(invalid("build.concurrency", "must be at least 1"));
@@ -321,13 +393,14 @@ mod tests {
             ("context = \"../up\"", "apps[0].context"),
             ("dockerfile = \"/etc/Dockerfile\"", "apps[0].dockerfile"),
             ("moving_tags = [\".bad\"]", "moving_tags"),
-            ("[build]\nbackend = \"kaniko\"", "build.backend"),
+            ("[build]\nbackend = \"kaniko\"", "apps[0].repository"),
+            ("[build]\nbackend = \"kaniko\"\n[build.kaniko]\nnamespace = \"Builds\"", "build.kaniko.namespace"),
             ("[build]\nconcurrency = 0", "build.concurrency"),
         ] {
             let err = app(extra).expect_err(extra);
             assert!(err.contains(key), "{extra}: {err}");
         }
-        assert!(app("[build]\nbackend = \"kaniko\"").expect_err("kaniko").contains("not implemented yet"));
+        assert!(app("[build]\nbackend = \"kaniko\"").expect_err("kaniko").contains("over http(s) only"));
     }
 
     #[test]

@@ -157,15 +157,6 @@ async fn the_docker_backend_without_an_engine_fails_with_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kaniko_is_rejected_at_start() {
-    let mut config = slipway_builder::Config::default();
-    config.build.backend = BackendKind::Kaniko;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let err = slipway_builder::run(config, listener, Default::default()).await.expect_err("kaniko");
-    assert!(err.to_string().contains("not implemented yet"), "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_build_is_superseded_by_a_newer_request_for_the_branch() {
     let world = World::start().await;
     let first = world.commit_writer("main", "one\n");

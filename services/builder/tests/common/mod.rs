@@ -282,3 +282,15 @@ pub fn slow_buildah(dir: &Path, secs: u32) -> PathBuf {
     sh(dir, "chmod", &["+x", &path.display().to_string()]);
     path
 }
+
+/// A `buildah` that runs the real one and appends `<exit code> <arguments>` of every `bud` and
+/// `push` to `log`: the record of which builds really ran, and how they ended.
+pub fn counting_buildah(dir: &Path, log: &Path) -> PathBuf {
+    let path = dir.join("counting-buildah");
+    let script = format!(
+        "#!/bin/sh\nbuildah \"$@\"\ncode=$?\nfor a in \"$@\"; do case $a in bud|push) echo \"$code $*\" >> {log:?};; esac; done\nexit $code\n"
+    );
+    std::fs::write(&path, script).expect("write script");
+    sh(dir, "chmod", &["+x", &path.display().to_string()]);
+    path
+}
