@@ -37,6 +37,10 @@ enum Command {
     Load(load::Args),
 }
 
+/// The same allocator as the service binaries, so the server roles measure what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
