@@ -1,6 +1,7 @@
 //! The promoter service's configuration: the shared sections, the pipeline (stages, policies,
 //! people: [`pipeline`]), the apps with their GitOps targets and the write-back settings
-//! (`[gitops]`). Loaded by [`slipway_runtime::config::load`] (defaults → TOML → `SLIPWAY_*` env).
+//! (`[gitops]`), and GitHub's API for stages in PR mode (`[github]`). Loaded by
+//! [`slipway_runtime::config::load`] (defaults → TOML → `SLIPWAY_*` env).
 
 pub mod pipeline;
 
@@ -10,7 +11,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use slipway_runtime::config::{AdminConfig, DatabaseConfig, NatsConfig, TelemetryConfig, Validate};
+use slipway_runtime::config::{
+    AdminConfig, DatabaseConfig, NatsConfig, Secret, TelemetryConfig, Validate, resolve_secret,
+};
 use slipway_runtime::service::ServiceConfig;
 
 /// Everything the promoter service reads from its configuration.
@@ -35,6 +38,8 @@ pub struct Config {
     pub admin_api: AdminApiConfig,
     /// The health gate: what is watched in Kubernetes for each app × stage (`[health]`).
     pub health: crate::health::HealthConfig,
+    /// GitHub's API, for stages in PR mode (`[github]`).
+    pub github: GithubConfig,
 }
 
 /// `[gitops]`: the write-back's local state and commit identity.
@@ -57,6 +62,55 @@ impl Default for GitopsConfig {
             author_name: "Slipway".to_owned(),
             author_email: "slipway@localhost".to_owned(),
         }
+    }
+}
+
+/// `[github]`: where PR-mode stages open pull requests, and the token they do it with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubConfig {
+    /// The REST API root; an Enterprise server's is `https://<host>/api/v3`.
+    pub api_url: String,
+    /// A token allowed to push branches and open pull requests; or `token_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        Self { api_url: "https://api.github.com".to_owned(), token: None, token_file: None }
+    }
+}
+
+impl GithubConfig {
+    /// The token, read from `token_file` when given that way.
+    pub fn token(&self) -> slipway_runtime::Result<Option<Secret>> {
+        resolve_secret(self.token.as_ref(), self.token_file.as_deref(), "github.token")
+    }
+
+    /// Only checked when some stage is in PR mode: then the apps must name their GitHub
+    /// repository and a token must be configured.
+    fn validate(&self, config: &Config) -> slipway_runtime::Result<()> {
+        use slipway_runtime::config::invalid;
+        if !(self.api_url.starts_with("https://") || self.api_url.starts_with("http://")) {
+            return Err(invalid("github.api_url", "must be an http(s) URL"));
+        }
+        if !config.pipeline.stages.iter().any(|s| s.pull_request) {
+            return Ok(());
+        }
+        if self.token.is_none() && self.token_file.is_none() {
+            return Err(invalid("github.token", "a stage has pull_request = true, which needs a token"));
+        }
+        if self.token.is_some() && self.token_file.is_some() {
+            return Err(invalid("github.token", "set either github.token or github.token_file, not both"));
+        }
+        if let Some(i) = config.apps.iter().position(|a| a.gitops.github_repository.is_none()) {
+            let key = format!("apps[{i}].gitops.github_repository");
+            return Err(invalid(&key, "a stage has pull_request = true, which needs the GitHub repository"));
+        }
+        Ok(())
     }
 }
 
@@ -148,6 +202,7 @@ impl Default for Config {
             gitops: GitopsConfig::default(),
             admin_api: AdminApiConfig::default(),
             health: crate::health::HealthConfig::default(),
+            github: GithubConfig::default(),
         }
     }
 }
@@ -162,6 +217,7 @@ impl Validate for Config {
         pipeline::validate_apps(&self.apps)?;
         self.admin_api.validate()?;
         self.health.validate(&self.pipeline)?;
+        self.github.validate(self)?;
         if self.gitops.work_dir.as_os_str().is_empty() {
             return Err(slipway_runtime::config::invalid("gitops.work_dir", "must not be empty"));
         }

@@ -1,6 +1,8 @@
 //! Writing a promotion's version into the GitOps repository: the [`Deployer`] trait, with the
 //! git write-back ([`GitDeployer`], over [`GitopsWriter`]) as the real implementation and
 //! [`RecordingDeployer`] as the test double that only records what it was asked to write.
+//! Stages in PR mode go through [`PullRequests`] instead: a branch of their own and a pull
+//! request, whose URL [`Written`] carries.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -10,6 +12,7 @@ use slipway_mesh::names::{AppName, CommitSha};
 use crate::config::{AppConfig, TargetKind};
 use crate::domain::Promotion;
 use crate::error::{Error, Result};
+use crate::gitops::pr::PullRequests;
 use crate::gitops::{self, GitopsWriter, ImageChange, RepoKey, Target, Update};
 
 /// Where a written version landed.
@@ -18,6 +21,8 @@ pub struct Written {
     pub repository: String,
     pub branch: String,
     pub commit: String,
+    /// PR mode: the pull request that proposes `commit` (on `branch`) for the target branch.
+    pub pull_request_url: Option<String>,
 }
 
 /// Writes a promotion's version for an app. Idempotent by promotion id: writing the same
@@ -30,11 +35,18 @@ pub trait Deployer: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct GitDeployer {
     writer: GitopsWriter,
+    pull_requests: Option<PullRequests>,
 }
 
 impl GitDeployer {
     pub fn new(writer: GitopsWriter) -> Self {
-        GitDeployer { writer }
+        GitDeployer { writer, pull_requests: None }
+    }
+
+    /// Stages in PR mode: their updates go onto a branch of their own and a pull request.
+    pub fn with_pull_requests(mut self, pull_requests: Option<PullRequests>) -> Self {
+        self.pull_requests = pull_requests;
+        self
     }
 
     /// The writer's counters.
@@ -82,6 +94,7 @@ fn classify(e: gitops::Error) -> Error {
             | gitops::Error::FileNotFound { .. }
             | gitops::Error::Yaml { .. }
             | gitops::Error::BranchMissing { .. }
+            | gitops::Error::Api { permanent: true, .. }
     );
     Error::Deploy { message: e.to_string(), permanent }
 }
@@ -91,8 +104,22 @@ impl Deployer for GitDeployer {
         Box::pin(async move {
             let key = RepoKey::new(&app.gitops.repository, &app.gitops.branch).map_err(permanent)?;
             let update = update_for(app, promotion)?;
+            if let Some(pull_requests) = self.pull_requests.as_ref().filter(|p| p.applies_to(&promotion.stage)) {
+                let Some(repository) = app.gitops.github_repository.as_deref() else {
+                    let message = format!("app {} has no gitops.github_repository for PR mode", app.name);
+                    return Err(Error::Deploy { message, permanent: true });
+                };
+                let proposed = pull_requests.propose(&key, repository, update).await.map_err(classify)?;
+                let pull_request_url = proposed.pull_request.map(|pr| pr.html_url);
+                return Ok(Written {
+                    repository: key.url,
+                    branch: proposed.branch,
+                    commit: proposed.commit,
+                    pull_request_url,
+                });
+            }
             let landed = self.writer.apply(&key, update).await.map_err(classify)?;
-            Ok(Written { repository: key.url, branch: key.branch, commit: landed.commit })
+            Ok(Written { repository: key.url, branch: key.branch, commit: landed.commit, pull_request_url: None })
         })
     }
 }
@@ -129,7 +156,8 @@ impl Deployer for RecordingDeployer {
             None => {
                 self.calls.lock().unwrap_or_else(PoisonError::into_inner).push((app.name.clone(), promotion.clone()));
                 let commit = format!("recorded-{}", promotion.id);
-                Ok(Written { repository: app.gitops.repository.clone(), branch: app.gitops.branch.clone(), commit })
+                let (repository, branch) = (app.gitops.repository.clone(), app.gitops.branch.clone());
+                Ok(Written { repository, branch, commit, pull_request_url: None })
             }
         };
         Box::pin(async move { result })

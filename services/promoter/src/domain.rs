@@ -267,6 +267,8 @@ pub enum Event {
         repository: String,
         branch: String,
         commit: String,
+        /// PR mode: the pull request proposing `commit`; empty after a direct push.
+        pull_request_url: String,
     },
     /// The write-back failed for good.
     WriteFailed {

@@ -7,8 +7,11 @@
 //! Every commit carries a `Slipway-Promotion-Id` trailer per update, so an update whose
 //! promotion already landed (a retry after a crash, or a second promoter) is answered from the
 //! remote history instead of being committed twice.
+//!
+//! In PR mode ([`pr`]) an update goes onto a new branch of its own and a pull request is opened.
 
 pub mod message;
+pub mod pr;
 mod repo;
 pub mod writer;
 pub mod yaml;
@@ -41,6 +44,10 @@ pub enum Error {
     /// The writer shut down before the update was processed.
     #[error("gitops writer closed")]
     Closed,
+    /// GitHub's API refused or could not be reached (PR mode); `permanent` when a retry
+    /// would be refused the same way.
+    #[error("{message}")]
+    Api { message: String, permanent: bool },
 }
 
 /// `Result` with the write-back [`Error`].

@@ -54,8 +54,21 @@ pub async fn run(config: Config, admin_listener: TcpListener, shutdown: Cancella
     writer.batch_window = Duration::from_millis(config.gitops.batch_window_ms);
     writer.author_name.clone_from(&config.gitops.author_name);
     writer.author_email.clone_from(&config.gitops.author_email);
-    let deployer = Arc::new(deployer::GitDeployer::new(gitops::GitopsWriter::new(writer)));
+    let writer = gitops::GitopsWriter::new(writer);
+    let pull_requests = pull_requests(&config, &writer)?;
+    let deployer = Arc::new(deployer::GitDeployer::new(writer).with_pull_requests(pull_requests));
     serve(config, admin_listener, shutdown, deployer).await
+}
+
+/// PR mode for the stages with `pull_request = true`, if any.
+fn pull_requests(config: &Config, writer: &gitops::GitopsWriter) -> anyhow::Result<Option<gitops::pr::PullRequests>> {
+    let stages: Vec<_> = config.pipeline.stages.iter().filter(|s| s.pull_request).map(|s| s.name.clone()).collect();
+    if stages.is_empty() {
+        return Ok(None);
+    }
+    let token = config.github.token()?.context("github.token: PR mode needs a token")?;
+    let github = gitops::pr::GitHub::new(&config.github.api_url, token)?;
+    Ok(Some(gitops::pr::PullRequests::new(writer, github, stages)))
 }
 
 /// [`run`] with the [`deployer::Deployer`] chosen by the caller (tests pass a recording one).

@@ -271,6 +271,7 @@ impl Promoter {
                 repository: w.repository,
                 branch: w.branch,
                 commit: w.commit,
+                pull_request_url: w.pull_request_url.unwrap_or_default(),
             },
             Err(Error::Deploy { message, permanent }) if permanent || delivery.attempt >= self.max_deliver => {
                 Event::WriteFailed { promotion_id: promotion.id.clone(), message }

@@ -53,6 +53,9 @@ pub struct StageConfig {
     /// Seconds after the commit during which a degraded report triggers a rollback.
     #[serde(default = "watch_window")]
     pub watch_window_secs: u64,
+    /// PR mode: open a pull request (through `[github]`) instead of pushing to the branch.
+    #[serde(default)]
+    pub pull_request: bool,
 }
 
 fn one() -> u32 {
@@ -121,6 +124,11 @@ impl PipelineConfig {
             if let Some(team) = stage.teams.iter().find(|t| !self.teams.contains_key(*t)) {
                 return Err(invalid(&key("teams"), format!("team {team:?} is not in pipeline.teams")));
             }
+            if stage.pull_request && stage.auto_rollback {
+                // The health gate waits for the PR branch's commit, which only deploys once
+                // merged: an open pull request would time out as degraded and roll back.
+                return Err(invalid(&key("auto_rollback"), "is not supported with pull_request = true"));
+            }
             for (j, window) in stage.freeze.iter().enumerate() {
                 window.validate().map_err(|e| invalid(&key(&format!("freeze[{j}]")), e))?;
             }
@@ -165,6 +173,9 @@ pub struct GitopsTarget {
     /// helm: key path of the digest, if the chart takes one.
     #[serde(default)]
     pub digest_key: Option<String>,
+    /// `owner/name` of the repository on GitHub, where PR-mode stages open pull requests.
+    #[serde(default)]
+    pub github_repository: Option<String>,
 }
 
 fn main_branch() -> String {
@@ -210,8 +221,20 @@ pub(crate) fn validate_apps(apps: &[AppConfig]) -> slipway_runtime::Result<()> {
         if app.gitops.branch.is_empty() {
             return Err(invalid(&key("gitops.branch"), "must not be empty"));
         }
+        if let Some(name) = &app.gitops.github_repository
+            && !is_owner_name(name)
+        {
+            return Err(invalid(&key("gitops.github_repository"), format!("{name:?} is not \"owner/name\"")));
+        }
     }
     Ok(())
+}
+
+/// `owner/name` with GitHub's characters.
+fn is_owner_name(name: &str) -> bool {
+    let part =
+        |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    name.split_once('/').is_some_and(|(owner, repo)| part(owner) && part(repo))
 }
 
 #[cfg(test)]
@@ -267,6 +290,23 @@ mod tests {
         assert_eq!(app.gitops.tag_key, "image.tag");
         let stage = EnvName::parse("prod").expect("env");
         assert_eq!(app.gitops.path_for(&app.name, &stage), "envs/prod/values.yaml");
+    }
+
+    #[test]
+    fn pr_mode_needs_a_token_and_the_github_repository() {
+        let pr = GOOD.replace("auto_rollback = true", "auto_rollback = true\n        pull_request = true");
+        assert!(parse(&pr).unwrap_err().contains("pipeline.stages[1].auto_rollback"));
+        let pr = pr.replace("auto_rollback = true", "auto_rollback = false");
+        assert!(parse(&pr).unwrap_err().contains("github.token"));
+        let pr = format!("[github]\ntoken = \"t\"\n{pr}");
+        assert!(parse(&pr).unwrap_err().contains("apps[0].gitops.github_repository"));
+        let named = pr.replace("kind = \"helm\"", "kind = \"helm\", github_repository = \"acme/gitops\"");
+        let config = parse(&named).expect("valid");
+        assert!(config.pipeline.stage("prod").expect("prod").1.pull_request);
+        assert_eq!(config.github.api_url, "https://api.github.com");
+        assert_eq!(config.github.token().expect("token").expect("set").expose(), "t");
+        let bad = named.replace("acme/gitops", "acme");
+        assert!(parse(&bad).unwrap_err().contains("apps[0].gitops.github_repository"));
     }
 
     #[test]

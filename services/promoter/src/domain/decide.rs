@@ -26,8 +26,8 @@ pub fn decide(pipeline: &PipelineConfig, state: &AppState, input: Input) -> Vec<
         Event::Built { build_id, version } => ctx.built(&id, build_id, version),
         Event::GatePassed { commit } => ctx.retry_waiting(|p| p.version.source.commit_sha == commit),
         Event::Tick => ctx.retry_waiting(|_| true),
-        Event::Committed { promotion_id, repository, branch, commit } => {
-            ctx.committed(&promotion_id, repository, branch, commit)
+        Event::Committed { promotion_id, repository, branch, commit, pull_request_url } => {
+            ctx.committed(&promotion_id, repository, branch, commit, pull_request_url)
         }
         Event::WriteFailed { promotion_id, message } => ctx.write_failed(&promotion_id, &message),
         Event::Synced { promotion_id, revision } => ctx.synced(&promotion_id, &revision),

@@ -10,7 +10,14 @@ use super::decide::Ctx;
 use super::{Hold, Outgoing, Promotion, PromotionState, RunState, SYSTEM, Trigger, Version};
 
 impl Ctx<'_> {
-    pub(super) fn committed(&mut self, id: &str, repository: String, branch: String, commit: String) {
+    pub(super) fn committed(
+        &mut self,
+        id: &str,
+        repository: String,
+        branch: String,
+        commit: String,
+        pull_request_url: String,
+    ) {
         let now = self.now;
         let Some(p) = self.promotion_if(id, |p| p.state == PromotionState::Requested) else { return };
         p.state = PromotionState::Committed;
@@ -25,10 +32,13 @@ impl Ctx<'_> {
             gitops_repository: repository.clone(),
             gitops_branch: branch.clone(),
             gitops_commit: commit.clone(),
-            pull_request_url: String::new(),
+            pull_request_url: pull_request_url.clone(),
         }));
         self.timeline(p.run_id.as_deref(), &p.stage, "committed", SYSTEM, commit.clone());
-        let detail = json!({ "promotion_id": p.id, "repository": repository, "branch": branch, "commit": commit });
+        let mut detail = json!({ "promotion_id": p.id, "repository": repository, "branch": branch, "commit": commit });
+        if !pull_request_url.is_empty() {
+            detail["pull_request_url"] = json!(pull_request_url);
+        }
         self.audit(SYSTEM, "commit", Some(&p.stage), "written to the GitOps repository", detail);
     }
 

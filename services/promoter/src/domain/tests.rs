@@ -28,6 +28,7 @@ fn stage(name: &str, policy: Policy, approvals: u32, approvers: &[&str]) -> Stag
         freeze: Vec::new(),
         auto_rollback: false,
         watch_window_secs: 600,
+        pull_request: false,
     }
 }
 
@@ -133,7 +134,13 @@ impl World {
         let id = self.desired(stage).expect("desired").id.clone();
         let commit = format!("c-{id}");
         let (repository, branch) = ("git://gitops".to_owned(), "main".to_owned());
-        self.step(Event::Committed { promotion_id: id.clone(), repository, branch, commit });
+        self.step(Event::Committed {
+            promotion_id: id.clone(),
+            repository,
+            branch,
+            commit,
+            pull_request_url: String::new(),
+        });
         self.step(Event::Healthy { promotion_id: id.clone() });
         id
     }
@@ -198,6 +205,27 @@ fn deciding_the_same_input_twice_gives_the_same_effects() {
 }
 
 #[test]
+fn a_commit_in_pr_mode_announces_its_pull_request() {
+    let mut w = World::new();
+    w.build("v1");
+    let id = w.desired("dev").expect("dev").id.clone();
+    let url = "https://github.example/o/r/pull/7".to_owned();
+    let effects = w.step(Event::Committed {
+        promotion_id: id,
+        repository: "r".into(),
+        branch: "slipway/web-dev-0123456789ab".into(),
+        commit: "abc".into(),
+        pull_request_url: url.clone(),
+    });
+    let committed = emitted(&effects).into_iter().find_map(|o| match o {
+        Outgoing::PromotionCommitted(c) => Some(c.clone()),
+        _ => None,
+    });
+    let committed = committed.expect("committed");
+    assert_eq!((committed.pull_request_url, committed.gitops_branch.as_str()), (url, "slipway/web-dev-0123456789ab"));
+}
+
+#[test]
 fn commit_emits_committed_and_healthy_asks_the_next_stage_for_approval() {
     let mut w = World::new();
     w.build("v1");
@@ -207,6 +235,7 @@ fn commit_emits_committed_and_healthy_asks_the_next_stage_for_approval() {
         repository: "r".into(),
         branch: "main".into(),
         commit: "abc".into(),
+        pull_request_url: String::new(),
     };
     let effects = w.step(commit.clone());
     assert!(emitted(&effects).iter().any(|o| matches!(o, Outgoing::PromotionCommitted(c) if c.gitops_commit == "abc")));
@@ -310,6 +339,7 @@ fn a_degraded_stage_within_the_window_rolls_back_and_holds() {
         repository: "r".into(),
         branch: "main".into(),
         commit: "c".into(),
+        pull_request_url: String::new(),
     };
     w.step(commit);
     w.now += Duration::minutes(5);
@@ -550,6 +580,7 @@ fn write_failures_sync_and_stale_reports() {
         repository: "r".into(),
         branch: "b".into(),
         commit: "c".into(),
+        pull_request_url: String::new(),
     });
     let effects = w.step(Event::Synced { promotion_id: id.clone(), revision: "c".into() });
     assert!(

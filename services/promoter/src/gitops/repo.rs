@@ -128,7 +128,7 @@ fn try_write(repo: &Repository, config: &WriterConfig, key: &RepoKey, updates: &
     }
 }
 
-fn tracking_ref(key: &RepoKey) -> String {
+pub(super) fn tracking_ref(key: &RepoKey) -> String {
     format!("refs/remotes/origin/{}", key.branch)
 }
 
@@ -140,7 +140,7 @@ pub(crate) fn backoff(base: Duration, attempt: u32, jitter: f64) -> Duration {
 }
 
 /// Opens the cached clone for `key` under `work_dir`, re-creating it when it is unreadable.
-fn open(work_dir: &Path, key: &RepoKey) -> Result<Repository> {
+pub(super) fn open(work_dir: &Path, key: &RepoKey) -> Result<Repository> {
     let dir = work_dir.join(cache_dir_name(key));
     if dir.exists() {
         match Repository::open_bare(&dir) {
@@ -175,7 +175,7 @@ pub(crate) fn cache_dir_name(key: &RepoKey) -> PathBuf {
 }
 
 /// Fetches the branch into its tracking ref and returns the remote head.
-fn fetch(repo: &Repository, key: &RepoKey) -> Result<Oid> {
+pub(super) fn fetch(repo: &Repository, key: &RepoKey) -> Result<Oid> {
     let tracking = tracking_ref(key);
     // A stale tracking ref would hide a deleted branch. Its objects stay, and `PUSH_REF`
     // (our last commit) still offers the history to the fetch negotiation.
@@ -192,7 +192,7 @@ fn fetch(repo: &Repository, key: &RepoKey) -> Result<Oid> {
 }
 
 /// Promotion id → the newest commit carrying it, among the last `depth` commits from `head`.
-fn landed_ids(repo: &Repository, head: Oid, depth: usize) -> Result<HashMap<String, Oid>> {
+pub(super) fn landed_ids(repo: &Repository, head: Oid, depth: usize) -> Result<HashMap<String, Oid>> {
     let mut walk = repo.revwalk().map_err(Error::git("revwalk"))?;
     walk.push(head).map_err(Error::git("revwalk"))?;
     let mut landed = HashMap::new();
@@ -217,10 +217,10 @@ enum Slot {
     SameAs(usize),
 }
 
-struct Plan {
+pub(super) struct Plan {
     slots: Vec<Slot>,
     /// The new tree, when anything changed.
-    tree: Option<Oid>,
+    pub(super) tree: Option<Oid>,
 }
 
 /// A file of the batch: its text at the remote head and after the edits so far.
@@ -231,7 +231,7 @@ struct FileEdit {
 }
 
 impl Plan {
-    fn make(repo: &Repository, head: Oid, depth: usize, updates: &[Update]) -> Result<Plan> {
+    pub(super) fn make(repo: &Repository, head: Oid, depth: usize, updates: &[Update]) -> Result<Plan> {
         let landed = landed_ids(repo, head, depth)?;
         let base = repo.find_commit(head).and_then(|c| c.tree()).map_err(Error::git("read tree"))?;
         let mut files: BTreeMap<String, FileEdit> = BTreeMap::new();
@@ -262,11 +262,11 @@ impl Plan {
     }
 
     /// The updates that go into the commit (their trailers).
-    fn committed<'u>(&self, updates: &'u [Update]) -> Vec<&'u Update> {
+    pub(super) fn committed<'u>(&self, updates: &'u [Update]) -> Vec<&'u Update> {
         updates.iter().zip(&self.slots).filter(|(_, s)| matches!(s, Slot::Edited)).map(|(u, _)| u).collect()
     }
 
-    fn results(&self, head: Oid, commit: Oid) -> Vec<Result<Landed>> {
+    pub(super) fn results(&self, head: Oid, commit: Oid) -> Vec<Result<Landed>> {
         let mut results: Vec<Result<Landed>> = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
             let landed = |commit: Oid, outcome| Ok(Landed { commit: commit.to_string(), outcome });
@@ -315,7 +315,13 @@ fn read_file(repo: &Repository, base: &git2::Tree<'_>, path: &str) -> Result<Fil
     Ok(FileEdit { mode, original: text.clone(), current: text })
 }
 
-fn commit(repo: &Repository, config: &WriterConfig, head: Oid, tree: Oid, updates: &[&Update]) -> Result<Oid> {
+pub(super) fn commit(
+    repo: &Repository,
+    config: &WriterConfig,
+    head: Oid,
+    tree: Oid,
+    updates: &[&Update],
+) -> Result<Oid> {
     let signature = Signature::now(&config.author_name, &config.author_email).map_err(Error::git("signature"))?;
     let tree = repo.find_tree(tree).map_err(Error::git("read tree"))?;
     let parent = repo.find_commit(head).map_err(Error::git("read commit"))?;
@@ -325,7 +331,7 @@ fn commit(repo: &Repository, config: &WriterConfig, head: Oid, tree: Oid, update
 
 /// Pushes `commit` to the branch without force. `Err` carries why the push did not land
 /// (rejected as non-fast-forward, or the remote unreachable); both are worth a retry.
-fn push(repo: &Repository, key: &RepoKey, commit: Oid) -> Result<(), String> {
+pub(super) fn push(repo: &Repository, key: &RepoKey, commit: Oid) -> Result<(), String> {
     repo.reference(PUSH_REF, commit, true, "slipway: push").map_err(|e| e.message().to_owned())?;
     let mut remote = repo.remote_anonymous(&key.url).map_err(|e| e.message().to_owned())?;
     let rejected = RefCell::new(None);

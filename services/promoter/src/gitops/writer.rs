@@ -130,6 +130,11 @@ impl GitopsWriter {
         self.counters.snapshot()
     }
 
+    /// The settings and counters, shared with the pull-request branch writer.
+    pub(crate) fn shared(&self) -> (Arc<WriterConfig>, Arc<Counters>) {
+        (self.config.clone(), self.counters.clone())
+    }
+
     /// Validates `update` and queues it for `repo`; the returned future resolves once it is on
     /// the remote branch (or failed). Returns at once, so a caller can queue many.
     pub fn submit(&self, repo: &RepoKey, update: Update) -> Result<Pending> {
