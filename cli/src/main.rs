@@ -10,6 +10,7 @@
 mod client;
 mod commands;
 mod dlq;
+mod logs;
 mod output;
 mod settings;
 
@@ -126,6 +127,16 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// A build's log, read from NATS (the builder writes it while the build runs).
+    Logs {
+        build_id: String,
+        /// Keep printing until the build ends.
+        #[arg(long, short)]
+        follow: bool,
+        /// NATS server URL.
+        #[arg(long, env = "SLIPWAY_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+    },
     /// Lift a hold; waiting promotions go on.
     Release {
         app: String,
@@ -142,6 +153,9 @@ async fn main() -> ExitCode {
     let result = async {
         if let Command::Dlq { notifier, command } = cli.command {
             return dlq::run(&notifier, command, print).await;
+        }
+        if let Command::Logs { build_id, follow, nats } = cli.command {
+            return logs::run(&nats, &build_id, follow, print).await;
         }
         let settings = settings::resolve(cli.server, cli.token, cli.config)?;
         let api = client::Api::connect(settings).await?;

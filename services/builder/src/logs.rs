@@ -1,8 +1,11 @@
 //! A build's log: every line the backend prints, kept (up to a size cap) for the NATS Object
 //! Store bucket that dashboards and slipctl read, and a tail of the last lines for
-//! `build.failed`.
+//! `build.failed`. While the build runs, the same lines go to the KV bucket of [`lines`] in
+//! chunks, so they can be followed live.
 
-use async_nats::jetstream::{self, object_store};
+pub mod lines;
+
+use async_nats::jetstream::{self, kv, object_store};
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -18,12 +21,14 @@ struct Inner {
     text: String,
     dropped: usize,
     tail: VecDeque<String>,
+    /// Where kept lines also go while the build runs (see [`LogStore::stream`]).
+    live: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl BuildLog {
     /// An empty log keeping `tail_lines` for the tail and at most `max_bytes` in full.
     pub fn new(tail_lines: usize, max_bytes: usize) -> Self {
-        let inner = Inner { text: String::new(), dropped: 0, tail: VecDeque::new() };
+        let inner = Inner { text: String::new(), dropped: 0, tail: VecDeque::new(), live: None };
         Self { inner: Mutex::new(inner), tail_lines: tail_lines.max(1), max_bytes }
     }
 
@@ -35,6 +40,9 @@ impl BuildLog {
         if inner.text.len() + line.len() < self.max_bytes {
             inner.text.push_str(&line);
             inner.text.push('\n');
+            if let Some(live) = &inner.live {
+                let _ = live.send(line.clone());
+            }
         } else {
             inner.dropped += 1;
         }
@@ -49,6 +57,21 @@ impl BuildLog {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner).tail.iter().cloned().collect()
     }
 
+    /// Lines left out because the log outgrew the cap.
+    pub fn dropped(&self) -> usize {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).dropped
+    }
+
+    /// Sends every kept line from now on to `live` too.
+    pub fn attach(&self, live: tokio::sync::mpsc::UnboundedSender<String>) {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).live = Some(live);
+    }
+
+    /// Stops sending lines live; the receiver sees the end once other senders are gone.
+    pub fn detach(&self) {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).live = None;
+    }
+
     /// The whole log, with a note of lines dropped beyond the cap.
     pub fn text(&self) -> String {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -60,10 +83,13 @@ impl BuildLog {
     }
 }
 
-/// The Object Store bucket build logs go to, one object `<build_id>.log` per build.
+/// The Object Store bucket build logs go to, one object `<build_id>.log` per build, and the KV
+/// bucket of [`lines`] they are streamed to while the build runs.
 #[derive(Clone)]
 pub struct LogStore {
     store: object_store::ObjectStore,
+    /// `None` if the KV bucket could not be opened: logs are then only stored at the end.
+    lines: Option<kv::Store>,
 }
 
 impl LogStore {
@@ -79,7 +105,22 @@ impl LogStore {
             Ok(store) => store,
             Err(_) => js.create_object_store(config).await.map_err(|e| format!("object store {bucket}: {e}"))?,
         };
-        Ok(Self { store })
+        let lines = match lines::open(js, max_age.min(lines::MAX_AGE)).await {
+            Ok(kv) => Some(kv),
+            Err(e) => {
+                tracing::warn!(error = %e, "build logs will not be followable while builds run");
+                None
+            }
+        };
+        Ok(Self { store, lines })
+    }
+
+    /// Streams `log`'s lines from now on as attempt `attempt` of `build_id`; finish the
+    /// returned writer once the attempt is over. `None` without the KV bucket.
+    pub fn stream(&self, build_id: &str, attempt: i32, log: &BuildLog) -> Option<lines::Writer> {
+        let (writer, live) = lines::Writer::start(self.lines.clone()?, build_id, attempt);
+        log.attach(live);
+        Some(writer)
     }
 
     /// Stores `log` under `<build_id>.log`, replacing an earlier attempt's.

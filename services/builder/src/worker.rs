@@ -5,6 +5,7 @@
 
 use crate::backend::{Backend, BackendError, BuildJob};
 use crate::config::Config;
+use crate::logs::lines::End;
 use crate::logs::{BuildLog, LogStore};
 use crate::plan::{self, BuildPlan, Invalid};
 use crate::registry::RegistryClient;
@@ -108,11 +109,15 @@ impl Worker {
         }
         tracing::info!(attempt, commit = %plan.commit, tags = plan.tags.len(), "build started");
         let log = BuildLog::new(self.config.logs.tail_lines, self.config.logs.max_bytes);
+        let live = self.logs.as_ref().and_then(|logs| logs.stream(&plan.build_id, attempt, &log));
         let started = Instant::now();
         let result = self.supervised(&plan, attempt, &log).await;
         let elapsed = started.elapsed();
         self.store_log(&plan.build_id, &log).await;
         let last_delivery = self.config.nats.max_deliver != -1 && delivery.attempt >= self.config.nats.max_deliver;
+        if let Some(live) = live {
+            live.finish(&log, log_end(&result, last_delivery, &log)).await;
+        }
         match result {
             Ok(digest) => self.succeeded(request, &plan, digest, elapsed).await,
             Err(Failure::Superseded) => {
@@ -265,6 +270,18 @@ impl Worker {
             tracing::warn!(error = %e, "could not store the build log");
         }
     }
+}
+
+/// The end record of the live log; `None` while the build will be retried.
+fn log_end(result: &Result<String, Failure>, last_delivery: bool, log: &BuildLog) -> Option<End> {
+    let (outcome, reason) = match result {
+        Ok(_) => ("succeeded", ""),
+        Err(Failure::Superseded) => ("superseded", "superseded"),
+        Err(failure) if failure.is_transient() && !last_delivery => return None,
+        Err(failure) => ("failed", failure.reason()),
+    };
+    let dropped_lines = u64::try_from(log.dropped()).unwrap_or(u64::MAX);
+    Some(End { outcome: outcome.to_owned(), reason: reason.to_owned(), dropped_lines })
 }
 
 fn tags(plan: &BuildPlan) -> Vec<String> {

@@ -1,0 +1,261 @@
+//! A build's log while it runs: chunks of lines in the JetStream KV bucket
+//! `slipway-build-log-lines`, so dashboards and `slipctl logs --follow` can read a build that is
+//! still going. The whole log still goes to the Object Store at the end ([`super::LogStore`]).
+//!
+//! Keys: `<token>.<seq:08>` holds a chunk of lines (newline-terminated), flushed every
+//! [`FLUSH_EVERY`] or [`CHUNK_LINES`] lines; `<token>.end` holds the outcome as JSON ([`End`]).
+//! The token is the build id with every byte outside `[A-Za-z0-9_-]` written as `=XX`
+//! ([`key_token`]): build ids may hold `.` and `:`, and a `.` would split the key into more
+//! tokens (`a.b.00000000` would be a chunk of build `a` to a `a.>` watch). Attempt `n` of a build
+//! numbers its chunks from `(n - 1) * 1_000_000`, so a redelivered build continues after the
+//! last attempt's chunks and a follower sees both, in order. Only a final outcome writes `.end`.
+
+use async_nats::jetstream::{self, kv};
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// The KV bucket of log chunks.
+pub const BUCKET: &str = "slipway-build-log-lines";
+/// How long a line waits at most before it is readable.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// Lines in one chunk at most.
+pub const CHUNK_LINES: usize = 64;
+/// How long chunks are kept at most.
+pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The chunk numbers each attempt of a build has to itself.
+const ATTEMPT_STRIDE: u64 = 1_000_000;
+
+/// Why the log lines could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("KV bucket {BUCKET}: {0}")]
+    Bucket(String),
+    #[error("no log for build {0}")]
+    NoLog(String),
+    #[error("reading the log of build {0}: {1}")]
+    Read(String, String),
+}
+
+/// The last record of a build's log: how the build ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct End {
+    /// `succeeded`, `failed` or `superseded`.
+    pub outcome: String,
+    /// The failure reason (`build-error`, `timeout`, ...), empty on success.
+    #[serde(default)]
+    pub reason: String,
+    /// Lines left out of the log because it outgrew the configured cap.
+    #[serde(default)]
+    pub dropped_lines: u64,
+}
+
+/// What a reader of a build's log gets: lines, then (once the build is over) its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Line(String),
+    End(End),
+}
+
+/// The build id as one KV key token (see the module doc); injective.
+pub fn key_token(build_id: &str) -> String {
+    let mut out = String::with_capacity(build_id.len());
+    for b in build_id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("={b:02X}"));
+        }
+    }
+    out
+}
+
+/// The key of chunk `seq` of `build_id`.
+pub fn chunk_key(build_id: &str, seq: u64) -> String {
+    format!("{}.{seq:08}", key_token(build_id))
+}
+
+/// The key of `build_id`'s end record.
+pub fn end_key(build_id: &str) -> String {
+    format!("{}.end", key_token(build_id))
+}
+
+/// Creates the bucket (or binds to it), keeping chunks for `max_age`.
+pub async fn open(js: &jetstream::Context, max_age: Duration) -> Result<kv::Store, Error> {
+    if let Ok(store) = js.get_key_value(BUCKET).await {
+        return Ok(store);
+    }
+    // The stream `create_key_value` would make, made directly: `create_key_value` first reads
+    // the account info, whose reply from nats-server 2.9 async-nats 0.51 cannot parse.
+    let config = jetstream::stream::Config {
+        name: format!("KV_{BUCKET}"),
+        description: Some("slipway build log lines, while builds run".to_owned()),
+        subjects: vec![format!("$KV.{BUCKET}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    };
+    js.get_or_create_stream(config).await.map_err(|e| Error::Bucket(e.to_string()))?;
+    js.get_key_value(BUCKET).await.map_err(|e| Error::Bucket(e.to_string()))
+}
+
+/// Writes the lines of one build attempt to the bucket as they come.
+pub struct Writer {
+    kv: kv::Store,
+    build_id: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts the flusher of attempt `attempt` of `build_id`; lines sent on the returned sender
+    /// become chunks. The flusher stops once every sender is dropped.
+    pub fn start(kv: kv::Store, build_id: &str, attempt: i32) -> (Self, mpsc::UnboundedSender<String>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let first = u64::try_from(attempt.max(1) - 1).unwrap_or(0) * ATTEMPT_STRIDE;
+        let span = tracing::Span::current();
+        let task =
+            tokio::spawn(tracing::Instrument::instrument(flush_loop(kv.clone(), build_id.to_owned(), first, rx), span));
+        (Self { kv, build_id: build_id.to_owned(), task }, tx)
+    }
+
+    /// Stops `log` sending, waits for the last chunk, then writes `end` if the build is over
+    /// (`None`: it will be retried, followers keep following).
+    pub async fn finish(self, log: &super::BuildLog, end: Option<End>) {
+        log.detach();
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "log line flusher failed");
+        }
+        let Some(end) = end else { return };
+        let body = serde_json::to_vec(&end).unwrap_or_default();
+        if let Err(e) = self.kv.put(end_key(&self.build_id), body.into()).await {
+            tracing::warn!(error = %e, "could not write the end of the log lines");
+        }
+    }
+}
+
+async fn flush_loop(kv: kv::Store, build_id: String, mut seq: u64, mut rx: mpsc::UnboundedReceiver<String>) {
+    let mut chunk = String::new();
+    let mut lines = 0;
+    let mut deadline = Instant::now();
+    loop {
+        tokio::select! {
+            line = rx.recv() => {
+                let Some(line) = line else { break };
+                if lines == 0 {
+                    deadline = Instant::now() + FLUSH_EVERY;
+                }
+                chunk.push_str(&line);
+                chunk.push('\n');
+                lines += 1;
+                if lines < CHUNK_LINES {
+                    continue;
+                }
+            }
+            () = tokio::time::sleep_until(deadline), if lines > 0 => {}
+        }
+        put_chunk(&kv, &build_id, &mut seq, std::mem::take(&mut chunk)).await;
+        lines = 0;
+    }
+    if lines > 0 {
+        put_chunk(&kv, &build_id, &mut seq, chunk).await;
+    }
+}
+
+async fn put_chunk(kv: &kv::Store, build_id: &str, seq: &mut u64, chunk: String) {
+    let key = chunk_key(build_id, *seq);
+    *seq += 1;
+    // A lost chunk is a gap in a live view; the full log still goes to the Object Store.
+    if let Err(e) = kv.put(&key, chunk.into()).await {
+        tracing::warn!(key, error = %e, "could not write a log chunk");
+    }
+}
+
+/// Binds to the bucket (it exists once a builder ran).
+pub async fn bind(js: &jetstream::Context) -> Result<kv::Store, Error> {
+    js.get_key_value(BUCKET).await.map_err(|e| Error::Bucket(e.to_string()))
+}
+
+/// The log of `build_id`: the chunks written so far, in order, then — if `follow` — new ones
+/// as they are written, until the end record. Without `follow` it stops at the last chunk
+/// written when it got there. [`Error::NoLog`] if the build has written nothing.
+pub async fn read(
+    kv: &kv::Store,
+    build_id: &str,
+    follow: bool,
+) -> Result<impl Stream<Item = Result<Item, Error>> + use<>, Error> {
+    let filter = format!("{}.>", key_token(build_id));
+    let read_err = |e: &dyn std::fmt::Display| Error::Read(build_id.to_owned(), e.to_string());
+    let mut subjects =
+        kv.stream.info_with_subjects(format!("{}{filter}", kv.prefix)).await.map_err(|e| read_err(&e))?;
+    if subjects.next().await.is_none() {
+        return Err(Error::NoLog(build_id.to_owned()));
+    }
+    let watch = kv.watch_with_history(&filter).await.map_err(|e| read_err(&e))?;
+    let state = Reader { watch, build_id: build_id.to_owned(), lines: VecDeque::new(), follow, done: false };
+    Ok(futures::stream::unfold(state, Reader::next))
+}
+
+struct Reader {
+    watch: kv::Watch,
+    build_id: String,
+    lines: VecDeque<String>,
+    follow: bool,
+    done: bool,
+}
+
+impl Reader {
+    async fn next(mut self) -> Option<(Result<Item, Error>, Self)> {
+        loop {
+            if let Some(line) = self.lines.pop_front() {
+                return Some((Ok(Item::Line(line)), self));
+            }
+            if self.done {
+                return None;
+            }
+            let entry = match self.watch.next().await? {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.done = true;
+                    return Some((Err(Error::Read(self.build_id.clone(), e.to_string())), self));
+                }
+            };
+            if entry.operation != kv::Operation::Put {
+                continue;
+            }
+            if entry.key.ends_with(".end") {
+                self.done = true;
+                let end = serde_json::from_slice(&entry.value)
+                    .map_err(|e| Error::Read(self.build_id.clone(), format!("end record: {e}")));
+                return Some((end.map(Item::End), self));
+            }
+            let text = String::from_utf8_lossy(&entry.value);
+            self.lines.extend(text.lines().map(str::to_owned));
+            self.done = !self.follow && entry.delta == 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_ids_become_single_key_tokens() {
+        assert_eq!(key_token("gh-1-build_writer"), "gh-1-build_writer");
+        assert_eq!(key_token("a.b:c"), "a=2Eb=3Ac");
+        assert_eq!(chunk_key("a.b", 3), "a=2Eb.00000003");
+        assert_eq!(end_key("x"), "x.end");
+        // Distinct ids stay distinct, and no token holds a '.'.
+        assert_ne!(key_token("a.b"), key_token("a_b"));
+        assert_ne!(key_token("a=2Eb"), key_token("a.b"));
+        assert!(!key_token("1.2.3:4").contains('.'));
+    }
+}
