@@ -34,6 +34,8 @@ pub struct Webhooks {
     pub pool: PgPool,
     /// Writes accepted delivery ids in batches.
     pub recorder: deliveries::Recorder,
+    /// Which delivery ids may have been accepted before (a "no" skips the table lookup).
+    pub known: Arc<crate::known::Known>,
     /// Publishes with JetStream acks.
     pub publisher: Publisher,
     /// For the connection state.
@@ -101,7 +103,10 @@ async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &s
         metrics::counter!("slipway_ingest_ignored_total", "event" => event.to_owned()).increment(1);
         return reply(StatusCode::ACCEPTED, json!({ "status": "ignored", "reason": reason }));
     }
-    if deliveries::seen_before(&state.pool, delivery).await {
+    let maybe_seen = state.known.may_contain(delivery);
+    metrics::counter!("slipway_ingest_dedupe_lookups_total", "filter" => if maybe_seen { "maybe" } else { "new" })
+        .increment(1);
+    if maybe_seen && deliveries::seen_before(&state.pool, delivery).await {
         metrics::counter!("slipway_ingest_deduplicated_total").increment(1);
         return reply(StatusCode::OK, json!({ "status": "duplicate" }));
     }
@@ -116,6 +121,7 @@ async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &s
             return reject(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "events could not be stored; retry".into());
         }
     };
+    state.known.insert(delivery);
     state.recorder.remember(delivery, event).await;
     if stored == Stored::AlreadyInStream {
         metrics::counter!("slipway_ingest_deduplicated_total").increment(1);

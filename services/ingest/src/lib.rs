@@ -14,6 +14,7 @@ pub mod config;
 pub mod deliveries;
 pub mod github;
 pub mod http;
+pub mod known;
 pub mod plan;
 pub mod reconcile;
 pub mod signature;
@@ -66,11 +67,15 @@ pub async fn serve(
     let replay =
         tokio::spawn(spool::replay(spool.clone(), ctx.publisher.clone(), ctx.client.clone(), shutdown.child_token()));
     let (recorder, recording) = deliveries::Recorder::spawn(ctx.pool.clone(), shutdown.child_token());
+    let known = Arc::new(known::Known::new());
+    known::load(&ctx.pool, &known).await;
+    tokio::spawn(known::keep_loaded(ctx.pool.clone(), known.clone(), shutdown.child_token()));
     let state = Arc::new(http::Webhooks {
         secrets,
         matcher,
         pool: ctx.pool.clone(),
         recorder,
+        known,
         publisher: ctx.publisher.clone(),
         client: ctx.client.clone(),
         spool,

@@ -168,6 +168,11 @@ async fn a_monorepo_push_becomes_a_source_event_and_one_build_per_changed_app() 
     let (status, body) = ingest.deliver("push", &delivery_id(1), &monorepo_push()).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
     assert_eq!(stream_messages(&nats).await.len(), 3);
+    // The new delivery skipped the table (the filter said no), the redelivery did not.
+    let metrics =
+        ingest.http.get(format!("{}/metrics", ingest.admin)).send().await.expect("GET").text().await.expect("text");
+    assert!(metrics.contains("slipway_ingest_dedupe_lookups_total{filter=\"new\"}"), "{metrics}");
+    assert!(metrics.contains("slipway_ingest_dedupe_lookups_total{filter=\"maybe\"}"), "{metrics}");
     ingest.stop().await;
 }
 
