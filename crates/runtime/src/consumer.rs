@@ -50,9 +50,16 @@ impl ConsumerSpec {
 
 /// Creates the durable consumer or updates it to `spec`.
 pub async fn ensure_consumer(stream: &stream::Stream, spec: &ConsumerSpec) -> Result<PullConsumer> {
+    // One filter goes in `filter_subject`: nats-server before 2.10 ignores `filter_subjects`
+    // (and would deliver everything). The loop below also drops what does not match.
+    let (filter_subject, filter_subjects) = match spec.filter_subjects.as_slice() {
+        [one] => (one.clone(), Vec::new()),
+        many => (String::new(), many.to_vec()),
+    };
     let config = pull::Config {
         durable_name: Some(spec.durable.clone()),
-        filter_subjects: spec.filter_subjects.clone(),
+        filter_subject,
+        filter_subjects,
         ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
         max_deliver: spec.max_deliver,
         ack_wait: spec.ack_wait,
@@ -134,7 +141,13 @@ where
     F: Fn(Delivery) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
-    let name: Arc<str> = consumer.cached_info().config.durable_name.clone().unwrap_or_default().into();
+    let info = &consumer.cached_info().config;
+    let name: Arc<str> = info.durable_name.clone().unwrap_or_default().into();
+    let mut filters = info.filter_subjects.clone();
+    if !info.filter_subject.is_empty() {
+        filters.push(info.filter_subject.clone());
+    }
+    let filters: Arc<[String]> = filters.into();
     let permits = Arc::new(Semaphore::new(opts.concurrency));
     let opts = Arc::new(opts);
     let mut tasks = JoinSet::new();
@@ -166,6 +179,14 @@ where
                 Some(Err(e)) => {
                     // Missed heartbeats and reconnects surface here; the stream carries on.
                     tracing::debug!(consumer = %name, error = %e, "pull stream error");
+                }
+                Some(Ok(msg)) if !filters.is_empty() && !filters.iter().any(|f| subject_matches(f, &msg.subject)) => {
+                    // A server that ignored the filter (before 2.10): not ours, done with it.
+                    tracing::debug!(consumer = %name, subject = %msg.subject, "outside the consumer's filter");
+                    if let Err(e) = msg.ack().await {
+                        tracing::debug!(error = %e, "ack of a filtered message failed");
+                    }
+                    drop(permit);
                 }
                 Some(Ok(msg)) => {
                     let (handler, opts, name) = (handler.clone(), opts.clone(), name.clone());
@@ -238,6 +259,20 @@ where
         .record(started.elapsed().as_secs_f64());
 }
 
+/// NATS subject matching: `*` is one token, `>` the rest (one or more tokens).
+pub fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut subject_tokens = subject.split('.');
+    for f in filter.split('.') {
+        match (f, subject_tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (f, Some(t)) if f == t => {}
+            _ => return false,
+        }
+    }
+    subject_tokens.next().is_none()
+}
+
 fn decode(msg: &Message, attempt: i64, stream_sequence: u64) -> Result<Delivery> {
     let headers = msg.headers.as_ref().ok_or_else(|| slipway_mesh::Error::Envelope("no headers".into()))?;
     let envelope = Envelope::from_headers(headers)?;
@@ -266,6 +301,16 @@ async fn with_progress<T>(msg: &Message, ack_wait: Duration, work: impl Future<O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subjects_match_like_nats() {
+        assert!(subject_matches("slipway.build.requested.>", "slipway.build.requested.writer"));
+        assert!(subject_matches("slipway.*.requested.*", "slipway.build.requested.writer"));
+        assert!(!subject_matches("slipway.build.requested.>", "slipway.build.requested"));
+        assert!(!subject_matches("slipway.build.requested.>", "slipway.source.push.acme"));
+        assert!(!subject_matches("slipway.build.*", "slipway.build.requested.writer"));
+        assert!(subject_matches("slipway.build.requested.writer", "slipway.build.requested.writer"));
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

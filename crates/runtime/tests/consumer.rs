@@ -46,13 +46,17 @@ async fn retries_are_bounded_and_poison_is_terminated() {
     let js = async_nats::jetstream::new(client.clone());
     js.publish("slipway.build.requested.writer", "not an event".into()).await.expect("publish").await.expect("ack");
     Publisher::new(client.clone(), "/test").publish(&build_requested(1)).await.expect("publish");
+    // An event outside the filter, which the server must not deliver (or the loop must drop).
+    let push = slipway_mesh::v1::SourcePush { repository: "acme/mono".into(), ..Default::default() };
+    Publisher::new(client.clone(), "/test").publish(&push).await.expect("publish");
 
     let calls = Arc::new(AtomicUsize::new(0));
     let shutdown = CancellationToken::new();
     let counter = calls.clone();
-    let task = tokio::spawn(consumer::run(consumer, fast(&spec, 2), shutdown.clone(), move |_d: Delivery| {
+    let task = tokio::spawn(consumer::run(consumer, fast(&spec, 2), shutdown.clone(), move |d: Delivery| {
         let counter = counter.clone();
         async move {
+            assert_eq!(d.envelope.kind, slipway_mesh::EventKind::BuildRequested, "a message outside the filter");
             counter.fetch_add(1, Ordering::SeqCst);
             Outcome::Retry("remote busy".into())
         }
@@ -62,7 +66,7 @@ async fn retries_are_bounded_and_poison_is_terminated() {
         let mut named = named.clone();
         async move {
             let info = named.info().await.expect("info");
-            info.ack_floor.stream_sequence == 2 && info.num_ack_pending == 0
+            info.ack_floor.stream_sequence >= 2 && info.num_ack_pending == 0 && info.num_pending == 0
         }
     })
     .await;
