@@ -3,40 +3,16 @@
 //! `<token>.<seq:08>` with chunks of lines, `<token>.end` with the outcome). Without `--follow`
 //! it prints what is there and stops; with it, it goes on until the build ends.
 //!
-//! The key format is the builder's (`slipway_builder::logs::lines`), repeated here so the
-//! admin client does not link the builder; `tests/logs.rs` reads what the builder writes.
+//! The key format is [`slipway_mesh::build_log`], the one the builder writes with;
+//! `tests/logs.rs` reads what the builder writes.
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt as _;
-use serde::Deserialize;
+use slipway_mesh::build_log::{self, BUCKET, End};
 use std::time::Duration;
 
 use crate::client::Failure;
 use crate::commands::Print;
-
-const BUCKET: &str = "slipway-build-log-lines";
-
-#[derive(Debug, Deserialize, serde::Serialize)]
-struct End {
-    outcome: String,
-    #[serde(default)]
-    reason: String,
-    #[serde(default)]
-    dropped_lines: u64,
-}
-
-/// The build id as one KV key token: bytes outside `[A-Za-z0-9_-]` as `=XX`.
-fn key_token(build_id: &str) -> String {
-    let mut out = String::with_capacity(build_id.len());
-    for b in build_id.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("={b:02X}"));
-        }
-    }
-    out
-}
 
 /// Prints the log of `build_id` from the NATS server at `url`.
 pub async fn run(url: &str, build_id: &str, follow: bool, print: Print) -> Result<(), Failure> {
@@ -53,7 +29,7 @@ pub async fn run(url: &str, build_id: &str, follow: bool, print: Print) -> Resul
         Err(e) if e.to_string().contains("not found") => return Err(no_log()),
         Err(e) => return Err(Failure::Api(format!("KV bucket {BUCKET}: {e}"))),
     };
-    let filter = format!("{}.>", key_token(build_id));
+    let filter = build_log::filter(build_id);
     let read = |e: &dyn std::fmt::Display| Failure::Api(format!("reading the log of build {build_id}: {e}"));
     let mut subjects = kv.stream.info_with_subjects(format!("{}{filter}", kv.prefix)).await.map_err(|e| read(&e))?;
     if subjects.next().await.is_none() {
@@ -65,7 +41,7 @@ pub async fn run(url: &str, build_id: &str, follow: bool, print: Print) -> Resul
         if entry.operation != kv::Operation::Put {
             continue;
         }
-        if entry.key.ends_with(".end") {
+        if build_log::is_end_key(&entry.key) {
             let end: End = serde_json::from_slice(&entry.value).map_err(|e| read(&e))?;
             return show_end(&end, print);
         }
@@ -96,13 +72,4 @@ fn show_end(end: &End, print: Print) -> Result<(), Failure> {
     };
     eprintln!("build {}{reason}{dropped}", end.outcome);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn key_tokens_match_the_builder() {
-        assert_eq!(super::key_token("gh-1-build_writer"), "gh-1-build_writer");
-        assert_eq!(super::key_token("a.b:c"), "a=2Eb=3Ac");
-    }
 }

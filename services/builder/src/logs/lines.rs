@@ -2,24 +2,20 @@
 //! `slipway-build-log-lines`, so dashboards and `slipctl logs --follow` can read a build that is
 //! still going. The whole log still goes to the Object Store at the end ([`super::LogStore`]).
 //!
-//! Keys: `<token>.<seq:08>` holds a chunk of lines (newline-terminated), flushed every
-//! [`FLUSH_EVERY`] or [`CHUNK_LINES`] lines; `<token>.end` holds the outcome as JSON ([`End`]).
-//! The token is the build id with every byte outside `[A-Za-z0-9_-]` written as `=XX`
-//! ([`key_token`]): build ids may hold `.` and `:`, and a `.` would split the key into more
-//! tokens (`a.b.00000000` would be a chunk of build `a` to a `a.>` watch). Attempt `n` of a build
-//! numbers its chunks from `(n - 1) * 1_000_000`, so a redelivered build continues after the
-//! last attempt's chunks and a follower sees both, in order. Only a final outcome writes `.end`.
+//! The key format is [`slipway_mesh::build_log`]'s (readers share it): a chunk of lines
+//! (newline-terminated) is flushed every [`FLUSH_EVERY`] or [`CHUNK_LINES`] lines; the end
+//! record ([`End`]) is written once the build is over, and only for a final outcome. Attempt
+//! `n` of a build numbers its chunks from `(n - 1) * 1_000_000`, so a redelivered build
+//! continues after the last attempt's chunks and a follower sees both, in order.
 
 use async_nats::jetstream::{self, kv};
 use futures::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
+pub use slipway_mesh::build_log::{BUCKET, End, chunk_key, end_key, key_token};
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// The KV bucket of log chunks.
-pub const BUCKET: &str = "slipway-build-log-lines";
 /// How long a line waits at most before it is readable.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Lines in one chunk at most.
@@ -40,47 +36,11 @@ pub enum Error {
     Read(String, String),
 }
 
-/// The last record of a build's log: how the build ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct End {
-    /// `succeeded`, `failed` or `superseded`.
-    pub outcome: String,
-    /// The failure reason (`build-error`, `timeout`, ...), empty on success.
-    #[serde(default)]
-    pub reason: String,
-    /// Lines left out of the log because it outgrew the configured cap.
-    #[serde(default)]
-    pub dropped_lines: u64,
-}
-
 /// What a reader of a build's log gets: lines, then (once the build is over) its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     Line(String),
     End(End),
-}
-
-/// The build id as one KV key token (see the module doc); injective.
-pub fn key_token(build_id: &str) -> String {
-    let mut out = String::with_capacity(build_id.len());
-    for b in build_id.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("={b:02X}"));
-        }
-    }
-    out
-}
-
-/// The key of chunk `seq` of `build_id`.
-pub fn chunk_key(build_id: &str, seq: u64) -> String {
-    format!("{}.{seq:08}", key_token(build_id))
-}
-
-/// The key of `build_id`'s end record.
-pub fn end_key(build_id: &str) -> String {
-    format!("{}.end", key_token(build_id))
 }
 
 /// Creates the bucket (or binds to it), keeping chunks for `max_age`.
@@ -191,7 +151,7 @@ pub async fn read(
     build_id: &str,
     follow: bool,
 ) -> Result<impl Stream<Item = Result<Item, Error>> + use<>, Error> {
-    let filter = format!("{}.>", key_token(build_id));
+    let filter = slipway_mesh::build_log::filter(build_id);
     let read_err = |e: &dyn std::fmt::Display| Error::Read(build_id.to_owned(), e.to_string());
     let mut subjects =
         kv.stream.info_with_subjects(format!("{}{filter}", kv.prefix)).await.map_err(|e| read_err(&e))?;
@@ -230,7 +190,7 @@ impl Reader {
             if entry.operation != kv::Operation::Put {
                 continue;
             }
-            if entry.key.ends_with(".end") {
+            if slipway_mesh::build_log::is_end_key(&entry.key) {
                 self.done = true;
                 let end = serde_json::from_slice(&entry.value)
                     .map_err(|e| Error::Read(self.build_id.clone(), format!("end record: {e}")));
@@ -240,22 +200,5 @@ impl Reader {
             self.lines.extend(text.lines().map(str::to_owned));
             self.done = !self.follow && entry.delta == 0;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn build_ids_become_single_key_tokens() {
-        assert_eq!(key_token("gh-1-build_writer"), "gh-1-build_writer");
-        assert_eq!(key_token("a.b:c"), "a=2Eb=3Ac");
-        assert_eq!(chunk_key("a.b", 3), "a=2Eb.00000003");
-        assert_eq!(end_key("x"), "x.end");
-        // Distinct ids stay distinct, and no token holds a '.'.
-        assert_ne!(key_token("a.b"), key_token("a_b"));
-        assert_ne!(key_token("a=2Eb"), key_token("a.b"));
-        assert!(!key_token("1.2.3:4").contains('.'));
     }
 }
