@@ -1,53 +1,30 @@
 //! Git write-back against the test kit's real `git daemon`: byte-exact edits on the remote,
 //! two writers racing on one branch, batching, crash retries, and the latency of one update.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{git, remote_show, seed_repo};
 use slipway_mesh::names::{AppName, CommitSha, EnvName, ImageTag};
 use slipway_promoter::gitops::{GitopsWriter, ImageChange, Outcome, RepoKey, Target, Update, WriterConfig};
 use slipway_testkit::GitDaemon;
 use tempfile::TempDir;
 
-/// Runs git with a fixed identity; panics with its stderr on failure.
-fn git(args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
-/// A bare repository on the daemon whose `main` holds `files`, with a reflog of every update
-/// of `main` (the no-force-push check reads it).
+/// A bare repository on the daemon whose `main` holds `files`.
 fn seed(daemon: &GitDaemon, name: &str, files: &[(String, String)]) -> RepoKey {
-    let url = daemon.create_bare_repo(name).expect("bare repo");
-    let bare = daemon.repo_path(name);
-    git(&["--git-dir", path_str(&bare), "config", "core.logAllRefUpdates", "always"]);
-    let work = TempDir::new().expect("temp dir");
-    let dir = path_str(work.path());
-    git(&["init", "-q", dir]);
-    for (path, text) in files {
-        let file = work.path().join(path);
-        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
-        std::fs::write(file, text).expect("write");
-    }
-    git(&["-C", dir, "add", "-A"]);
-    git(&["-C", dir, "commit", "-q", "-m", "seed"]);
-    git(&["-C", dir, "push", "-q", &url, "main"]);
-    RepoKey::new(url, "main").expect("key")
+    RepoKey::new(seed_repo(daemon, name, files), "main").expect("key")
 }
 
 fn remote_file(daemon: &GitDaemon, name: &str, path: &str) -> String {
-    git(&["--git-dir", path_str(&daemon.repo_path(name)), "show", &format!("main:{path}")])
+    remote_show(daemon, name, "main", path)
 }
 
 /// `(sha, parent count, message)` of every commit on `main`, newest first.

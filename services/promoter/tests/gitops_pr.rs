@@ -3,9 +3,10 @@
 //! was), one pull request is opened, a retry opens no second one, and `promotion.committed`
 //! carries the pull request's URL.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use axum::Json;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::get;
+use common::{git, git_dir, seed_repo, stage_files};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use slipway_mesh::names::EnvName;
@@ -32,48 +34,22 @@ use tokio_util::sync::CancellationToken;
 const IMAGE: &str = "registry.local/acme/web";
 const TOKEN: &str = "ghp_fake_token";
 
-fn git(args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
 fn kustomization(stage: &str) -> String {
     format!("# {stage}\nimages:\n  - name: {IMAGE}\n    newTag: v0 # seed\n")
 }
 
 /// `acme/gitops` on the daemon: `main` with one kustomization per stage. Returns its URL.
 fn seed(daemon: &GitDaemon) -> String {
-    let url = daemon.create_bare_repo("acme/gitops").expect("bare repo");
-    let work = tempfile::tempdir().expect("dir");
-    let dir = work.path().to_str().expect("utf-8");
-    git(&["init", "-q", dir]);
-    for stage in ["dev", "prod"] {
-        let path = work.path().join(format!("envs/{stage}/kustomization.yaml"));
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, kustomization(stage)).expect("write");
-    }
-    git(&["-C", dir, "add", "-A"]);
-    git(&["-C", dir, "commit", "-q", "-m", "seed"]);
-    git(&["-C", dir, "push", "-q", &url, "main"]);
-    url
-}
-
-fn git_dir(daemon: &GitDaemon) -> String {
-    daemon.repo_path("acme/gitops").to_str().expect("utf-8").to_owned()
+    seed_repo(daemon, "acme/gitops", &stage_files(&["dev", "prod"], kustomization))
 }
 
 /// `git show <rev>:<path>` on the remote.
 fn remote_show(daemon: &GitDaemon, rev: &str, path: &str) -> String {
-    git(&["--git-dir", &git_dir(daemon), "show", &format!("{rev}:{path}")])
+    common::remote_show(daemon, "acme/gitops", rev, path)
 }
 
 fn remote_head(daemon: &GitDaemon, branch: &str) -> String {
-    git(&["--git-dir", &git_dir(daemon), "rev-parse", &format!("refs/heads/{branch}")]).trim().to_owned()
+    common::remote_head(daemon, "acme/gitops", branch)
 }
 
 fn app(gitops: &str) -> AppConfig {
@@ -230,7 +206,7 @@ async fn a_pr_stage_pushes_a_new_branch_and_opens_one_pull_request() {
     assert_eq!(remote_head(&daemon, &written.branch), written.commit);
     let edited = remote_show(&daemon, &written.branch, "envs/prod/kustomization.yaml");
     assert_eq!(edited, format!("# prod\nimages:\n  - name: {IMAGE}\n    newTag: v7 # seed\n"));
-    let message = git(&["--git-dir", &git_dir(&daemon), "log", "-1", "--format=%B", &written.commit]);
+    let message = git(&["--git-dir", &git_dir(&daemon, "acme/gitops"), "log", "-1", "--format=%B", &written.commit]);
     assert!(message.contains("Slipway-Promotion-Id: p-1.prod"), "{message}");
     assert_eq!(remote_head(&daemon, "main"), main_before, "the target branch is unchanged");
     assert_eq!(remote_show(&daemon, "main", "envs/prod/kustomization.yaml"), kustomization("prod"));
@@ -285,7 +261,7 @@ async fn a_retry_after_already_exists_opens_no_second_pull_request() {
         ("state".to_owned(), "open".to_owned()),
     ]);
     assert!(lookups.iter().all(|s| s.query == expected), "{lookups:?}");
-    let log = git(&["--git-dir", &git_dir(&daemon), "log", "--format=%H", &written.branch]);
+    let log = git(&["--git-dir", &git_dir(&daemon, "acme/gitops"), "log", "--format=%H", &written.branch]);
     assert_eq!(log.lines().count(), 2, "seed + one promotion commit: {log}");
 }
 

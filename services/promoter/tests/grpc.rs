@@ -3,7 +3,11 @@
 //! lands a staging commit, `ListApps` shows the versions, `Watch` replays from a sequence and
 //! then follows live events, and the health and reflection services answer.
 
+mod common;
+
 use std::time::Duration;
+
+use common::{remote_tag, seed_repo, stage_files};
 
 use slipway_mesh::v1::{self, admin_service_client::AdminServiceClient};
 use slipway_promoter::config::{AdminApiConfig, ApiToken, AppConfig, PipelineConfig, Role, StageConfig};
@@ -28,39 +32,10 @@ const TOKENS: [(&str, &str, Role); 4] = [
     ("operator-token", "olga", Role::Operator),
 ];
 
-fn git(args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
 /// A GitOps repository with a kustomization per stage; returns its URL.
 fn seed_gitops(daemon: &GitDaemon) -> String {
-    let url = daemon.create_bare_repo("acme/gitops").expect("bare repo");
-    let work = tempfile::tempdir().expect("dir");
-    let dir = work.path().to_str().expect("utf-8");
-    git(&["init", "-q", dir]);
-    for stage in ["dev", "staging"] {
-        let path = work.path().join(format!("envs/{stage}/kustomization.yaml"));
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, format!("images:\n  - name: {IMAGE}\n    newTag: v0\n")).expect("write");
-    }
-    git(&["-C", dir, "add", "-A"]);
-    git(&["-C", dir, "commit", "-q", "-m", "seed"]);
-    git(&["-C", dir, "push", "-q", &url, "main"]);
-    url
-}
-
-fn remote_tag(daemon: &GitDaemon, stage: &str) -> String {
-    let bare = daemon.repo_path("acme/gitops");
-    let file = format!("main:envs/{stage}/kustomization.yaml");
-    let text = git(&["--git-dir", bare.to_str().expect("utf-8"), "show", &file]);
-    let line = text.lines().find(|l| l.trim_start().starts_with("newTag:")).expect("newTag");
-    line.trim_start().trim_start_matches("newTag:").trim().to_owned()
+    let text = |_: &str| format!("images:\n  - name: {IMAGE}\n    newTag: v0\n");
+    seed_repo(daemon, "acme/gitops", &stage_files(&["dev", "staging"], text))
 }
 
 fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path) -> Config {

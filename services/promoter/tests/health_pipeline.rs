@@ -4,9 +4,12 @@
 //! inside the service reports; only then does staging wait for its approval. A later version
 //! that degrades in dev is rolled back by the pipeline.
 
+mod common;
 mod health_fake;
 
 use std::time::Duration;
+
+use common::{remote_head, seed_repo, stage_files};
 
 use health_fake::{APPLICATION, FakeKube};
 use serde_json::json;
@@ -22,36 +25,14 @@ use tokio_util::sync::CancellationToken;
 
 const IMAGE: &str = "registry.local/acme/writer";
 
-fn git(args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
 fn seed_gitops(daemon: &GitDaemon) -> String {
-    let url = daemon.create_bare_repo("acme/gitops").expect("bare repo");
-    let work = tempfile::tempdir().expect("dir");
-    let dir = work.path().to_str().expect("utf-8");
-    git(&["init", "-q", dir]);
-    for stage in ["dev", "staging"] {
-        let path = work.path().join(format!("envs/{stage}/kustomization.yaml"));
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, format!("images:\n  - name: {IMAGE}\n    newTag: v0\n")).expect("write");
-    }
-    git(&["-C", dir, "add", "-A"]);
-    git(&["-C", dir, "commit", "-q", "-m", "seed"]);
-    git(&["-C", dir, "push", "-q", &url, "main"]);
-    url
+    let text = |_: &str| format!("images:\n  - name: {IMAGE}\n    newTag: v0\n");
+    seed_repo(daemon, "acme/gitops", &stage_files(&["dev", "staging"], text))
 }
 
 /// The commit at the tip of the GitOps branch: what Argo CD would sync.
 fn gitops_head(daemon: &GitDaemon) -> String {
-    let bare = daemon.repo_path("acme/gitops");
-    git(&["--git-dir", bare.to_str().expect("utf-8"), "rev-parse", "main"]).trim().to_owned()
+    remote_head(daemon, "acme/gitops", "main")
 }
 
 fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path, kube_url: &str) -> Config {

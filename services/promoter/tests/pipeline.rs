@@ -3,7 +3,11 @@
 //! and a degraded prod is rolled back and held; a later build does not move the held stage.
 //! Health reports are published by the test, as the kube health watcher would.
 
+mod common;
+
 use std::time::Duration;
+
+use common::{remote_tag, seed_repo, stage_files};
 
 use slipway_mesh::v1;
 use slipway_promoter::config::{AppConfig, PipelineConfig, StageConfig};
@@ -17,41 +21,12 @@ use tokio_util::sync::CancellationToken;
 const AUTHOR: &str = "dana";
 const IMAGE: &str = "registry.local/acme/writer";
 
-fn git(args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// A GitOps repository with one kustomization per stage.
+/// A GitOps repository with one kustomization per stage; returns its URL.
 fn seed_gitops(daemon: &GitDaemon) -> String {
-    let url = daemon.create_bare_repo("acme/gitops").expect("bare repo");
-    let work = tempfile::tempdir().expect("dir");
-    let dir = work.path().to_str().expect("utf-8");
-    git(&["init", "-q", dir]);
-    for stage in ["dev", "staging", "prod"] {
-        let path = work.path().join(format!("envs/{stage}/kustomization.yaml"));
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        let text =
-            format!("# {stage}\nresources:\n  - deploy.yaml\nimages:\n  - name: {IMAGE}\n    newTag: v0 # seed\n");
-        std::fs::write(path, text).expect("write");
-    }
-    git(&["-C", dir, "add", "-A"]);
-    git(&["-C", dir, "commit", "-q", "-m", "seed"]);
-    git(&["-C", dir, "push", "-q", &url, "main"]);
-    url
-}
-
-fn remote_tag(daemon: &GitDaemon, stage: &str) -> String {
-    let bare = daemon.repo_path("acme/gitops");
-    let text =
-        git(&["--git-dir", bare.to_str().expect("utf-8"), "show", &format!("main:envs/{stage}/kustomization.yaml")]);
-    let line = text.lines().find(|l| l.trim_start().starts_with("newTag:")).expect("newTag line");
-    line.trim_start().trim_start_matches("newTag:").split('#').next().unwrap_or_default().trim().to_owned()
+    let text = |stage: &str| {
+        format!("# {stage}\nresources:\n  - deploy.yaml\nimages:\n  - name: {IMAGE}\n    newTag: v0 # seed\n")
+    };
+    seed_repo(daemon, "acme/gitops", &stage_files(&["dev", "staging", "prod"], text))
 }
 
 fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path) -> Config {
