@@ -159,6 +159,35 @@ pub struct Promotion {
     pub committed_at: Option<DateTime<Utc>>,
 }
 
+impl Promotion {
+    /// A new promotion, pending, with no approvals yet and nothing written.
+    pub fn pending(
+        id: String,
+        run_id: Option<String>,
+        stage: EnvName,
+        version: Version,
+        trigger: Trigger,
+        actor: &str,
+        reason: String,
+    ) -> Self {
+        Self {
+            id,
+            run_id,
+            stage,
+            version,
+            state: PromotionState::Pending,
+            trigger,
+            actor: actor.to_owned(),
+            reason,
+            approvals: Vec::new(),
+            waiting_on: String::new(),
+            override_freeze: false,
+            gitops_commit: String::new(),
+            committed_at: None,
+        }
+    }
+}
+
 /// One build of an app on its way through the stages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {

@@ -218,21 +218,8 @@ impl<'a> Ctx<'a> {
     ) -> String {
         let id = Self::new_id("p-", input, stage);
         self.supersede_pending(stage, &id);
-        let promotion = Promotion {
-            id: id.clone(),
-            run_id: run_id.clone(),
-            stage: stage.clone(),
-            version: version.clone(),
-            state: PromotionState::Pending,
-            trigger,
-            actor: actor.to_owned(),
-            reason,
-            approvals: Vec::new(),
-            waiting_on: String::new(),
-            override_freeze: false,
-            gitops_commit: String::new(),
-            committed_at: None,
-        };
+        let promotion =
+            Promotion::pending(id.clone(), run_id.clone(), stage.clone(), version.clone(), trigger, actor, reason);
         self.state.promotions.insert(id.clone(), promotion);
         self.dirty_promotions.insert(id.clone());
         self.set_run(run_id.as_deref(), RunState::Running, Some(stage));

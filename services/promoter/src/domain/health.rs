@@ -174,21 +174,15 @@ impl Ctx<'_> {
             self.timeline(from.run_id.as_deref(), stage, "rolled-back", actor, reason.to_owned());
         }
         let id = Self::new_id("rb-", input, stage);
-        let promotion = Promotion {
-            id: id.clone(),
-            run_id: None,
-            stage: stage.clone(),
-            version: to.clone(),
-            state: PromotionState::Pending,
-            trigger: Trigger::Rollback,
-            actor: actor.to_owned(),
-            reason: reason.to_owned(),
-            approvals: Vec::new(),
-            waiting_on: String::new(),
-            override_freeze: false,
-            gitops_commit: String::new(),
-            committed_at: None,
-        };
+        let promotion = Promotion::pending(
+            id.clone(),
+            None,
+            stage.clone(),
+            to.clone(),
+            Trigger::Rollback,
+            actor,
+            reason.to_owned(),
+        );
         self.state.promotions.insert(id.clone(), promotion);
         self.start_write(&id);
         self.emit(Outgoing::PromotionRolledBack(v1::PromotionRolledBack {
