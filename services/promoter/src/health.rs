@@ -4,6 +4,7 @@
 //! `promotion.committed` arrives on the durable consumer [`DURABLE`]. For its app × stage the
 //! [`config::HealthConfig`] names the object to watch — the stage's Argo CD `Application` or,
 //! without Argo CD, the `Deployment` — and [`watch::observe`] list+watches it through `kube`.
+//! With mode `committed` nothing is watched: the pushed commit is reported synced and healthy.
 //! [`judge`] reads each version of the object; the first look showing our commit applied is
 //! `synced`, then healthy or degraded. No healthy look within the watch window (counted from
 //! the commit) is `degraded` ("no healthy report within …"). With `follow_after_healthy`
@@ -63,7 +64,7 @@ pub struct HealthTask {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Starts [`run`] inside the service when there is a `client` (see [`client`]).
+/// Starts [`run`] inside the service when some stage's health is reported by the promoter.
 pub fn spawn(
     client: Option<kube::Client>,
     config: Arc<Config>,
@@ -71,7 +72,7 @@ pub fn spawn(
     shutdown: &CancellationToken,
 ) -> HealthTask {
     let stop = shutdown.child_token();
-    let task = client.map(|client| {
+    let task = config.health.reports_anything().then(|| {
         let (stream, publisher) = (ctx.stream.clone(), ctx.publisher.clone());
         let span = tracing::info_span!("health");
         tokio::spawn(run(config, client, stream, publisher, stop.clone()).instrument(span))
@@ -94,9 +95,10 @@ impl HealthTask {
 }
 
 /// Consumes `promotion.committed` on [`DURABLE`] and watches each promotion, until `shutdown`.
+/// `client` is needed only when some stage is watched through Kubernetes.
 pub async fn run(
     config: Arc<Config>,
-    client: kube::Client,
+    client: Option<kube::Client>,
     stream: Stream,
     publisher: Publisher,
     shutdown: CancellationToken,
@@ -124,7 +126,7 @@ enum Stop {
 
 struct Watcher {
     config: Arc<Config>,
-    client: kube::Client,
+    client: Option<kube::Client>,
     stream: Stream,
     publisher: Publisher,
     shutdown: CancellationToken,
@@ -150,7 +152,12 @@ impl Watcher {
 
     #[instrument(skip_all, fields(promotion_id = %c.promotion_id, app = %c.app, stage = %c.stage))]
     async fn watch(&self, envelope: &Envelope, c: &v1::PromotionCommitted, plan: &WatchPlan) -> Result<(), Stop> {
-        let mut looks = watch::observe(self.client.clone(), &plan.target, c.gitops_commit.clone(), c.image.clone());
+        let client = match (&plan.target, &self.client) {
+            (Target::Commit, _) => return self.report_commit(envelope, c).await,
+            (_, Some(client)) => client.clone(),
+            (_, None) => return Err(Stop::Publish("no Kubernetes client for a watched stage".into())),
+        };
+        let mut looks = watch::observe(client, &plan.target, c.gitops_commit.clone(), c.image.clone());
         let deadline = tokio::time::Instant::now() + remaining(envelope, plan.window);
         let mut tracker = Tracker::default();
         tracing::info!(target = ?plan.target, "watching");
@@ -187,6 +194,15 @@ impl Watcher {
             message = format!("{message} (last seen: {})", tracker.last);
         }
         self.publish(envelope, c, Verdict::Degraded { status: "Timeout".into(), message }).await
+    }
+
+    /// Mode `committed`: the push is the deployment, so synced and healthy at once.
+    async fn report_commit(&self, envelope: &Envelope, c: &v1::PromotionCommitted) -> Result<(), Stop> {
+        if !self.current(envelope, c).await {
+            return Ok(());
+        }
+        self.publish(envelope, c, Verdict::Synced).await?;
+        self.publish(envelope, c, Verdict::Healthy).await
     }
 
     /// False when a newer promotion was committed to the same app × stage since `c`.

@@ -176,3 +176,46 @@ async fn dev_health_comes_from_argo_cd_and_gates_staging() {
     shutdown.cancel();
     service.await.expect("join").expect("service");
 }
+
+/// Mode `committed` (no cluster to read, as in the quickstart): the pushed dev commit is
+/// reported synced and healthy by the promoter itself, so staging then waits for its approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_mode_counts_the_pushed_commit_as_healthy() {
+    let nats = NatsServer::start().await.expect("nats");
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let db = slipway_testkit::shared_database().await.expect("database");
+    let gitops = seed_gitops(&daemon);
+    let work = tempfile::tempdir().expect("work dir");
+    let mut config = config(&nats, &db, &gitops, work.path(), "http://127.0.0.1:9");
+    config.health.kube_url = None;
+    config.health.stages.clear();
+    config.health.mode = HealthMode::Committed;
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let service = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client.clone());
+    slipway_runtime::jetstream::ensure_stream(&js, &config.nats).await.expect("stream");
+    let pool = slipway_runtime::db::connect(&config.database).await.expect("pool");
+    slipway_runtime::db::migrate(&pool, &slipway_promoter::MIGRATOR).await.expect("migrate");
+    let publisher = Publisher::new(client, "/slipway/test/local");
+
+    build(&publisher, "v1").await;
+    wait_stage(&pool, "dev", "v1", "healthy").await;
+    let mut waiting = None;
+    for _ in 0..100 {
+        waiting = pending(&pool, "staging").await;
+        if waiting.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (tag, waiting_on) = waiting.expect("staging waits for its approval");
+    assert_eq!(tag, "v1");
+    assert!(waiting_on.starts_with("approvals: 0/1"), "{waiting_on}");
+    // Nothing reports staging healthy before its approval: only dev was committed.
+    assert_eq!(pending(&pool, "dev").await, None);
+
+    shutdown.cancel();
+    service.await.expect("join").expect("service");
+}

@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! [health]
-//! mode = "argocd"                      # or "deployment", or "external" (nothing watched)
+//! mode = "argocd"      # or "deployment"; "committed" (healthy once pushed); "external" (nothing watched)
 //! argocd = { name = "{app}-{stage}", namespace = "argocd" }
 //! [health.stages.dev]
 //! mode = "deployment"
@@ -31,6 +31,9 @@ pub enum HealthMode {
     ArgoCd,
     /// The `Deployment` rollout in the target namespace (no Argo CD).
     Deployment,
+    /// Synced and healthy as soon as the commit is pushed: for GitOps repositories whose
+    /// cluster Slipway cannot read, and for the quickstart, which runs no cluster.
+    Committed,
 }
 
 /// `argocd = { name, namespace }`: the Application of an app × stage.
@@ -114,8 +117,17 @@ impl Default for HealthConfig {
 /// The object watched for one promotion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    Application { namespace: String, name: String },
-    Deployment { namespace: String, name: String, container: Option<String> },
+    /// Nothing to watch: the pushed commit counts as deployed.
+    Commit,
+    Application {
+        namespace: String,
+        name: String,
+    },
+    Deployment {
+        namespace: String,
+        name: String,
+        container: Option<String>,
+    },
 }
 
 /// What to watch for one app × stage, and for how long.
@@ -132,8 +144,16 @@ fn fill(template: &str, app: &AppName, stage: &EnvName) -> String {
 impl HealthConfig {
     /// True when some stage is watched through Kubernetes.
     pub fn watches_anything(&self) -> bool {
-        let watched = |m: HealthMode| m != HealthMode::External;
-        watched(self.mode) || self.stages.values().any(|s| s.mode.is_some_and(watched))
+        self.any_mode(|m| matches!(m, HealthMode::ArgoCd | HealthMode::Deployment))
+    }
+
+    /// True when the promoter reports some stage's health itself (watched or committed).
+    pub fn reports_anything(&self) -> bool {
+        self.any_mode(|m| m != HealthMode::External)
+    }
+
+    fn any_mode(&self, pred: impl Fn(HealthMode) -> bool) -> bool {
+        pred(self.mode) || self.stages.values().any(|s| s.mode.is_some_and(&pred))
     }
 
     /// The mode of `stage`.
@@ -146,6 +166,7 @@ impl HealthConfig {
         let over = self.stages.get(stage.as_str()).cloned().unwrap_or_default();
         let target = match self.mode(stage.as_str()) {
             HealthMode::External => return None,
+            HealthMode::Committed => Target::Commit,
             HealthMode::ArgoCd => {
                 let t = over.argocd.unwrap_or_else(|| self.argocd.clone());
                 Target::Application { namespace: fill(&t.namespace, app, stage), name: fill(&t.name, app, stage) }
@@ -259,6 +280,16 @@ mod tests {
         assert!(config.watches_anything());
         assert!(HealthConfig::default().plan(&pipeline(), &app, &dev).is_none());
         assert!(!HealthConfig::default().watches_anything());
+        assert!(!HealthConfig::default().reports_anything());
+    }
+
+    #[test]
+    fn committed_mode_needs_no_cluster() {
+        let config: HealthConfig = serde_json::from_value(serde_json::json!({ "mode": "committed" })).expect("mode");
+        let (app, dev, _) = names();
+        assert_eq!(config.plan(&pipeline(), &app, &dev).map(|p| p.target), Some(Target::Commit));
+        assert!(config.reports_anything());
+        assert!(!config.watches_anything());
     }
 
     #[test]

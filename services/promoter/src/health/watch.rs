@@ -42,6 +42,8 @@ pub fn application_resource() -> ApiResource {
 /// Watches `target` for a promotion that wrote `commit` with `image`.
 pub fn observe(client: kube::Client, target: &Target, commit: String, image: Option<ImageRef>) -> Looks {
     match target {
+        // Nothing to look at: the watcher reports a pushed commit without looking.
+        Target::Commit => futures::stream::empty().boxed(),
         Target::Application { namespace, name } => {
             let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &application_resource());
             let what = format!("application {namespace}/{name}");
