@@ -12,9 +12,11 @@
 //! shared parts (admin port, NATS and the `SLIPWAY` stream, PostgreSQL schema `promoter`).
 //! The [`health`] watcher consumes `promotion.committed` on [`health::DURABLE`] and reports the
 //! health reports above from Argo CD Applications or Deployment rollouts, read through `kube`.
+//! The admin port also serves the live web [`dashboard`].
 
 pub mod api;
 pub mod config;
+pub mod dashboard;
 pub mod deployer;
 pub mod domain;
 pub mod error;
@@ -81,12 +83,15 @@ pub async fn serve(
     let kube = health::client(&config.health).await.context("health: the Kubernetes client")?;
     // Bound first, so a taken port or a bad certificate stops the service at start.
     let api_listener = grpc::Listener::bind(&config.admin_api).await?;
+    let dashboard = dashboard::Dashboard::new();
     let boot = Boot {
         name: "promoter",
         nats: &config.nats,
         database: &config.database,
         migrator: &MIGRATOR,
-        admin: AdminServer::new().with_metrics(slipway_runtime::admin::metrics_recorder()),
+        admin: AdminServer::new()
+            .with_metrics(slipway_runtime::admin::metrics_recorder())
+            .with_routes(dashboard.routes()),
         nats_required: true,
     };
     let (ctx, admin) = match service::start(boot, admin_listener, &shutdown).await {
@@ -100,6 +105,8 @@ pub async fn serve(
     let relay_task = tokio::spawn(relay.clone().run(relay_stop.clone()));
     let config = Arc::new(config);
     let promoter = Arc::new(Promoter::new(ctx.pool.clone(), config.clone(), ctx.publisher.source(), deployer));
+    let tokens = grpc::TokenTable::new(&config.admin_api.tokens);
+    dashboard.attach(promoter.clone(), ctx.stream.clone(), tokens, shutdown.clone());
     let health = health::spawn(kube, config.clone(), &ctx, &shutdown);
     let api = api_listener
         .map(|l| tokio::spawn(grpc::serve(l, promoter.clone(), ctx.stream.clone(), shutdown.child_token())));
