@@ -41,11 +41,14 @@ pub struct Config {
 pub struct HttpConfig {
     /// Address for `POST /webhooks/github`.
     pub listen: SocketAddr,
+    /// How long a whole request body may take to arrive (408 and the connection closed after),
+    /// so a client trickling or stalling its body cannot hold a connection and buffer forever.
+    pub body_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: ([127, 0, 0, 1], 8080).into() }
+        Self { listen: ([127, 0, 0, 1], 8080).into(), body_timeout_ms: 30_000 }
     }
 }
 
@@ -139,14 +142,18 @@ impl Validate for Config {
                 "at least one secret is required (or github.webhook_secret_file)",
             ));
         }
-        if secrets.iter().any(|s| s.expose().is_empty()) {
-            return Err(invalid("github.webhook_secrets", "a secret must not be empty"));
+        // A blank secret is one anybody can sign with.
+        if secrets.iter().any(|s| s.expose().trim().is_empty()) {
+            return Err(invalid("github.webhook_secrets", "a secret must not be empty or blank"));
         }
         if self.github.delivery_retention_hours < 72 {
             return Err(invalid(
                 "github.delivery_retention_hours",
                 "must be at least 72 (GitHub redelivers for 3 days)",
             ));
+        }
+        if self.http.body_timeout_ms == 0 {
+            return Err(invalid("http.body_timeout_ms", "must be greater than 0"));
         }
         if self.github.max_body_bytes == 0 {
             return Err(invalid("github.max_body_bytes", "must be greater than 0"));

@@ -150,6 +150,10 @@ impl Cx<'_> {
         let before = self.opt_sha("before", p.before.as_deref())?;
         let after = self.sha("after", p.after.as_deref())?;
         let pusher = handle_of(&[&p.pusher, &p.sender]);
+        let name = git_ref.strip_prefix("refs/tags/").or_else(|| git_ref.strip_prefix("refs/heads/"));
+        if name.is_some_and(|n| !valid_ref_name(n)) {
+            return Err(self.invalid("ref", format!("{:?} is not a git ref name", printable(git_ref))));
+        }
         if let Some(tag) = git_ref.strip_prefix("refs/tags/") {
             // A deleted tag pointed at `before`; `after` is all zeros then.
             let commit_sha = if p.deleted { before } else { after };
@@ -244,6 +248,9 @@ impl Cx<'_> {
         let release = e.release.ok_or_else(|| self.invalid("release", "missing"))?;
         let tag = release.tag_name.filter(|t| !t.is_empty());
         let tag = tag.ok_or_else(|| self.invalid("release.tag_name", "missing"))?;
+        if !valid_ref_name(&tag) {
+            return Err(self.invalid("release.tag_name", format!("{:?} is not a git tag name", printable(&tag))));
+        }
         // target_commitish is usually a branch name; keep it only when it is a commit id.
         let commit_sha = release.target_commitish.as_deref().and_then(|t| CommitSha::parse(t).ok()).map(String::from);
         Ok(Normalized::Tag(v1::SourceTag {
@@ -335,6 +342,21 @@ impl Cx<'_> {
             edited,
         }))
     }
+}
+
+/// True when `name` (what follows `refs/heads/` or `refs/tags/`) is a name git itself accepts
+/// (`git check-ref-format`): no control characters, spaces or `~^:?*[\`, no `..` or `@{`, no
+/// empty component or one that starts with `.` or ends with `.lock`, no trailing `.`. GitHub
+/// sends nothing else, so anything else (a newline in a tag, `../` in a branch) is refused
+/// before it reaches a build, an image tag or a message.
+pub fn valid_ref_name(name: &str) -> bool {
+    let forbidden = |b: u8| b.is_ascii_control() || b" ~^:?*[\\".contains(&b);
+    name != "@"
+        && !name.bytes().any(forbidden)
+        && !name.contains("..")
+        && !name.contains("@{")
+        && !name.ends_with('.')
+        && name.split('/').all(|c| !c.is_empty() && !c.starts_with('.') && !c.ends_with(".lock"))
 }
 
 /// The tag as semver (`v1.2.3` and `1.2.3` → `1.2.3`), or "" when it is not one.

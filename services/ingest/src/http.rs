@@ -3,6 +3,10 @@
 //! GitHub does not retry a failed delivery by itself, so the answer is 2xx only once the
 //! delivery's events are durable: acked by JetStream, or fsync'd to the spool while NATS is
 //! unreachable. A redelivery (same `X-GitHub-Delivery`) publishes nothing new.
+//!
+//! Every body is read by [`read_body`] before a handler sees it: at most `max_body_bytes`
+//! (413 beyond) within `body_timeout` (408 and the connection closed after), so a client
+//! that trickles or stalls its body holds neither a connection nor memory for long.
 
 use crate::apps::AppMatcher;
 use crate::deliveries;
@@ -11,17 +15,20 @@ use crate::plan::{self, Prepared};
 use crate::signature;
 use crate::spool::{Spool, SpooledEvent};
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes, HttpBody as _};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header as headers};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use bytes::BytesMut;
 use serde_json::json;
 use slipway_runtime::config::Secret;
 use slipway_runtime::jetstream::Publisher;
 use sqlx::PgPool;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// What the webhook handler needs.
@@ -46,13 +53,65 @@ pub struct Webhooks {
     pub chatops_tokens: Vec<[u8; 32]>,
 }
 
-/// The webhook router, with the body limit (413 beyond it).
-pub fn router(state: Arc<Webhooks>, max_body_bytes: usize) -> Router {
+/// How much of a request body is read, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest body accepted (413 beyond it).
+    pub max_bytes: usize,
+    /// Time for the whole body to arrive (408 after it).
+    pub timeout: Duration,
+}
+
+/// The webhook router, with the body limits of [`read_body`].
+pub fn router(state: Arc<Webhooks>, limits: BodyLimits) -> Router {
     Router::new()
         .route("/webhooks/github", post(github_webhook))
         .route("/chatops", post(crate::chatbot::chatops))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_bytes))
+        .layer(middleware::from_fn_with_state(limits, read_body))
         .with_state(state)
+}
+
+/// Buffers the body within `limits` before the handler runs. The deadline covers the whole
+/// body, not each read: a client sending one byte just before every per-read timeout would
+/// otherwise hold the connection for as long as it likes.
+async fn read_body(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
+    let declared = request.headers().get(headers::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_bytes as u64) {
+        return closing(too_large(limits.max_bytes));
+    }
+    let (parts, mut body) = request.into_parts();
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let mut buffer = BytesMut::new();
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        let data = match tokio::time::timeout_at(deadline, frame).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+            Ok(Some(Err(e))) => {
+                return closing(reject(StatusCode::BAD_REQUEST, "body", format!("reading the body failed: {e}")));
+            }
+            Err(_) => {
+                let message = format!("the body did not arrive within {} ms", limits.timeout.as_millis());
+                return closing(reject(StatusCode::REQUEST_TIMEOUT, "body-timeout", message));
+            }
+        };
+        if buffer.len() + data.len() > limits.max_bytes {
+            return closing(too_large(limits.max_bytes));
+        }
+        buffer.extend_from_slice(&data);
+    }
+    next.run(Request::from_parts(parts, Body::from(buffer.freeze()))).await
+}
+
+fn too_large(max: usize) -> Response {
+    reject(StatusCode::PAYLOAD_TOO_LARGE, "too-large", format!("the body is larger than {max} bytes"))
+}
+
+/// The rest of an unread body is not worth draining: the connection is closed after `response`.
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(headers::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 pub(crate) fn reply(status: StatusCode, body: serde_json::Value) -> Response {

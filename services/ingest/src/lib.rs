@@ -87,7 +87,11 @@ pub async fn serve(
     }
     let retention = std::time::Duration::from_secs(config.github.delivery_retention_hours * 3600);
     tokio::spawn(deliveries::prune_periodically(ctx.pool.clone(), retention, shutdown.child_token()));
-    let app = http::router(state, config.github.max_body_bytes);
+    let limits = http::BodyLimits {
+        max_bytes: config.github.max_body_bytes,
+        timeout: std::time::Duration::from_millis(config.http.body_timeout_ms),
+    };
+    let app = http::router(state, limits);
     tracing::info!(listen = %http_listener.local_addr()?, "accepting webhooks");
     // Graceful: stop accepting, let in-flight deliveries finish (they end durable or failed).
     axum::serve(http_listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;

@@ -144,7 +144,11 @@ impl Promoter {
         let offset: i64 = if page_token.is_empty() {
             0
         } else {
-            page_token.parse().map_err(|_| Error::InvalidArgument(format!("page_token {page_token:?}")))?
+            // A negative offset would reach PostgreSQL and come back as an internal error.
+            let offset = page_token.parse::<u32>().ok().map(i64::from);
+            let shown: String = page_token.chars().take(40).collect();
+            offset
+                .ok_or_else(|| Error::InvalidArgument(format!("page_token {shown:?} is not one this API returned")))?
         };
         let rows = sqlx::query(
             "SELECT id FROM runs WHERE ($1 = '' OR app = $1) ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3",

@@ -99,6 +99,27 @@ fn push_errors_name_the_field() {
 }
 
 #[test]
+fn refs_git_would_refuse_are_invalid() {
+    for good in ["main", "release/1.2", "feat/a>b", "v1.2.3", "café"] {
+        assert!(valid_ref_name(good), "{good:?} refused");
+    }
+    let bad = [
+        "", "../etc", "a/../b", "/main", "main/", "a//b", ".hidden", "a.lock", "v1.2.3\n", "a\0b", "a b", "a*", "a:b",
+        "a~1", "a^", "a?", "a[", "a\\b", "a@{1}", "@", "end.",
+    ];
+    for bad in bad {
+        assert!(!valid_ref_name(bad), "{bad:?} accepted");
+        for git_ref in [format!("refs/heads/{bad}"), format!("refs/tags/{bad}")] {
+            let err = norm("push", &push_body(&git_ref)).expect_err(&git_ref);
+            assert!(err.to_string().contains("ref"), "{err}");
+        }
+    }
+    let release = json!({"action": "published", "repository": {"full_name": "acme/mono"},
+                         "release": {"tag_name": "v1.0.0\nx"}});
+    assert!(norm("release", &release).is_err());
+}
+
+#[test]
 fn other_refs_and_unknown_events_are_ignored() {
     assert!(matches!(norm("push", &push_body("refs/notes/x")), Ok(Normalized::Ignored { .. })));
     let Ok(Normalized::Ignored { event, reason }) = norm("star", &json!({"action": "created"})) else {
