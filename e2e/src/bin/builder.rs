@@ -1,0 +1,6 @@
+//! `slipway-builder` for the end-to-end tests: the service's own `main`, built in this package.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    slipway_runtime::service::main("slipway-builder", slipway_builder::run).await
+}

@@ -1,0 +1,293 @@
+//! The quickstart's demo for tests, step by step as `scripts/quickstart` does it: the test
+//! kit's servers (nats-server, PostgreSQL, the Distribution registry, git daemon), the demo app
+//! repository (apps/hello: a FROM-scratch Dockerfile) and the demo GitOps repository (kustomize
+//! base + dev/staging/prod overlays) pushed to the daemon, the services' configs rendered from
+//! `scripts/quickstart.d`, and the four services started with the quickstart's environment.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use slipway_testkit::{GitDaemon, NatsServer, Postgres, Registry, free_port, shared_database};
+use tempfile::TempDir;
+
+use crate::service::{Binaries, Service, Services};
+
+/// The quickstart's templates.
+pub const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/quickstart.d");
+/// The quickstart's default webhook secret.
+pub const WEBHOOK_SECRET: &str = "quickstart-secret";
+/// The demo admin token (the promoter is only told its SHA-256), named "demo" in promoter.toml.
+pub const DEMO_TOKEN: &str = "slipway-demo-e2e";
+/// The demo app.
+pub const APP: &str = "hello";
+/// The demo stages, in promotion order.
+pub const STAGES: [&str; 3] = ["dev", "staging", "prod"];
+
+/// Environment variables added to the quickstart's: for every service, and for the builder
+/// only (each service refuses keys it does not know).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Overrides<'a> {
+    pub all: &'a [(&'a str, &'a str)],
+    pub builder: &'a [(&'a str, &'a str)],
+}
+
+/// Which PostgreSQL the services share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// A fresh database in the test process's shared cluster.
+    Shared,
+    /// A cluster of its own, which the test may kill; its commits are synchronous so that a
+    /// commit acknowledged before a kill survives it.
+    Dedicated,
+}
+
+/// The servers, repositories and configs of one demo.
+pub struct Demo {
+    pub nats: NatsServer,
+    pub registry: Registry,
+    pub git: GitDaemon,
+    /// The dedicated cluster ([`Database::Dedicated`]).
+    pub postgres: Option<Postgres>,
+    pub db_url: String,
+    /// `127.0.0.1:<port>/demo/hello`, the image the builder pushes.
+    pub image: String,
+    /// `git://…/demo/hello.git`
+    pub app_url: String,
+    /// `git://…/demo/gitops.git`
+    pub gitops_url: String,
+    /// The app repository's first commit.
+    pub app_sha: String,
+    /// `http://127.0.0.1:<port>/webhooks/github`
+    pub webhook_url: String,
+    /// `http://127.0.0.1:<port>`, the promoter's admin gRPC API.
+    pub admin_api: String,
+    webhook_port: u16,
+    admin_api_port: u16,
+    app_tree: PathBuf,
+    // Last: the services' files live here.
+    state: TempDir,
+}
+
+impl Demo {
+    /// Starts the servers and pushes the demo repositories.
+    pub async fn start(database: Database) -> Demo {
+        let state = tempfile::Builder::new().prefix("slipway-e2e-").tempdir().expect("scratch dir");
+        for dir in ["config", "tmp", "work"] {
+            std::fs::create_dir_all(state.path().join(dir)).expect("mkdir");
+        }
+        let nats = NatsServer::start().await.expect("nats-server");
+        let registry = Registry::start().await.expect("registry");
+        let git = GitDaemon::start().await.expect("git daemon");
+        let (postgres, db_url) = database_for(database).await;
+        let image = format!("{}/demo/{APP}", registry.host());
+        let (webhook_port, admin_api_port) = (free_port(), free_port());
+        let mut demo = Demo {
+            app_url: git.url("demo/hello"),
+            gitops_url: git.url("demo/gitops"),
+            app_sha: String::new(),
+            webhook_url: format!("http://127.0.0.1:{webhook_port}/webhooks/github"),
+            admin_api: format!("http://127.0.0.1:{admin_api_port}"),
+            app_tree: state.path().join("work/app"),
+            nats,
+            registry,
+            git,
+            postgres,
+            db_url,
+            image,
+            webhook_port,
+            admin_api_port,
+            state,
+        };
+        demo.app_sha = demo.create_app_repo();
+        demo.create_gitops_repo();
+        demo
+    }
+
+    /// The app repository: apps/hello with the quickstart's Dockerfile and hello.txt.
+    fn create_app_repo(&self) -> String {
+        let app = self.app_tree.join("apps").join(APP);
+        std::fs::create_dir_all(&app).expect("mkdir app");
+        for file in ["Dockerfile", "hello.txt"] {
+            std::fs::copy(Path::new(TEMPLATES).join("app").join(file), app.join(file)).expect("copy app file");
+        }
+        self.git.create_bare_repo("demo/hello").expect("bare app repo");
+        create_repo(&self.app_tree, &self.app_url, "feat(hello): the demo app")
+    }
+
+    /// The GitOps repository: apps/hello/{base,dev,staging,prod} rendered from the templates.
+    fn create_gitops_repo(&self) {
+        let tree = self.state.path().join("work/gitops");
+        let hello = tree.join("apps").join(APP);
+        let image = [("IMAGE", self.image.as_str())];
+        write(&hello.join("base/kustomization.yaml"), &render("gitops/base/kustomization.yaml", &[]));
+        write(&hello.join("base/deployment.yaml"), &render("gitops/base/deployment.yaml", &image));
+        for stage in STAGES {
+            let text = render("gitops/overlay/kustomization.yaml", &[("IMAGE", &self.image), ("STAGE", stage)]);
+            write(&hello.join(stage).join("kustomization.yaml"), &text);
+        }
+        self.git.create_bare_repo("demo/gitops").expect("bare gitops repo");
+        create_repo(&tree, &self.gitops_url, "chore: hello at v0 everywhere");
+    }
+
+    /// Renders the services' configs as the quickstart does; `notifier` is the notifier's
+    /// whole config (the quickstart's is empty: nothing to send to).
+    pub fn write_configs(&self, notifier: &str) {
+        let state = self.state.path().display().to_string();
+        let token_sha = slipway_promoter::grpc::hash_token(DEMO_TOKEN);
+        let port = self.admin_api_port.to_string();
+        let config = |name: &str| self.state.path().join("config").join(name);
+        write(&config("ingest.toml"), &render("ingest.toml", &[]));
+        let builder = [("STATE", state.as_str()), ("APP_REPO_URL", &self.app_url), ("IMAGE", &self.image)];
+        write(&config("builder.toml"), &render("builder.toml", &builder));
+        let promoter = [
+            ("STATE", state.as_str()),
+            ("GITOPS_REPO_URL", &self.gitops_url),
+            ("IMAGE", &self.image),
+            ("ADMIN_API_PORT", &port),
+            ("TOKEN_SHA256", &token_sha),
+        ];
+        write(&config("promoter.toml"), &render("promoter.toml", &promoter));
+        write(&config("notifier.toml"), notifier);
+    }
+
+    /// Starts the four services with the quickstart's environment plus `extra` and waits
+    /// until each is ready.
+    pub async fn start_services(&self, bins: Binaries, extra: Overrides<'_>) -> Services {
+        let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        let spawn = |name: &'static str, bin: &'static str, mut own: Vec<(String, String)>| {
+            let admin_port = free_port();
+            let mut env = self.service_env(name, admin_port);
+            own.extend(owned(extra.all));
+            if name == "builder" {
+                own.extend(owned(extra.builder));
+            }
+            env.extend(own);
+            Service::spawn(name, bin, env, admin_port)
+        };
+        let state = self.state.path();
+        let ingest = vec![
+            ("SLIPWAY_GITHUB__WEBHOOK_SECRETS".to_owned(), format!("[{WEBHOOK_SECRET}]")),
+            ("SLIPWAY_SPOOL__DIR".to_owned(), state.join("spool").display().to_string()),
+            ("SLIPWAY_HTTP__LISTEN".to_owned(), format!("127.0.0.1:{}", self.webhook_port)),
+        ];
+        // Not in the quickstart: the notifier's callback listener defaults to port 8084, which
+        // tests running side by side would fight over.
+        let notifier = vec![("SLIPWAY_HTTP__LISTEN".to_owned(), format!("127.0.0.1:{}", free_port()))];
+        let services = Services {
+            ingest: spawn("ingest", bins.ingest, ingest),
+            builder: spawn("builder", bins.builder, Vec::new()),
+            promoter: spawn("promoter", bins.promoter, Vec::new()),
+            notifier: spawn("notifier", bins.notifier, notifier),
+        };
+        for service in [&services.ingest, &services.builder, &services.promoter, &services.notifier] {
+            service.wait_ready().await;
+        }
+        services
+    }
+
+    fn service_env(&self, name: &str, admin_port: u16) -> Vec<(String, String)> {
+        let state = self.state.path();
+        [
+            ("SLIPWAY_CONFIG", state.join("config").join(format!("{name}.toml")).display().to_string()),
+            ("SLIPWAY_NATS__URL", self.nats.url()),
+            ("SLIPWAY_DATABASE__URL", self.db_url.clone()),
+            ("SLIPWAY_ADMIN__LISTEN", format!("127.0.0.1:{admin_port}")),
+            ("SLIPWAY_TELEMETRY__LOG_FORMAT", "json".to_owned()),
+            ("TMPDIR", state.join("tmp").display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Commits a new apps/hello/hello.txt holding `text` on main of the app repository and
+    /// pushes it straight into the bare repository (not through the daemon, which a fault test
+    /// may have cut); returns the commit's sha.
+    pub fn commit_app(&self, text: &str) -> String {
+        write(&self.app_tree.join("apps").join(APP).join("hello.txt"), &format!("{text}\n"));
+        let bare = self.git.repo_path("demo/hello").display().to_string();
+        git(&self.app_tree, &["commit", "-q", "-a", "-m", &format!("feat(hello): {text}")]);
+        git(&self.app_tree, &["push", "-q", &bare, "HEAD:refs/heads/main"]);
+        git(&self.app_tree, &["rev-parse", "HEAD"])
+    }
+
+    /// The bare GitOps repository on disk.
+    pub fn gitops_path(&self) -> PathBuf {
+        self.git.repo_path("demo/gitops")
+    }
+
+    /// `path` of the GitOps repository's main branch (empty if it does not exist).
+    pub fn gitops_show(&self, path: &str) -> String {
+        crate::inspect::show(&self.gitops_path(), "main", path)
+    }
+
+    /// The image tag an overlay of the demo app sets.
+    pub fn overlay_tag(&self, stage: &str) -> String {
+        let text = self.gitops_show(&format!("apps/{APP}/{stage}/kustomization.yaml"));
+        crate::inspect::new_tag(&text).unwrap_or_default()
+    }
+
+    /// The demo's scratch directory (configs, the services' files).
+    pub fn scratch(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// The name of the services' database.
+    pub fn db_name(&self) -> &str {
+        self.db_url.rsplit('/').next().unwrap_or_default()
+    }
+}
+
+async fn database_for(database: Database) -> (Option<Postgres>, String) {
+    match database {
+        Database::Shared => (None, shared_database().await.expect("database")),
+        Database::Dedicated => {
+            let pg = Postgres::start().await.expect("postgres");
+            let url = pg.create_database().await.expect("create database");
+            let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+            // The test kit's cluster commits asynchronously; a kill must not lose acknowledged
+            // commits, as it would not on a production server.
+            let sql = format!("ALTER DATABASE \"{name}\" SET synchronous_commit = on");
+            pg.psql("postgres", &sql).await.expect("synchronous_commit");
+            (Some(pg), url)
+        }
+    }
+}
+
+/// A file of `scripts/quickstart.d` with each `@KEY@` replaced, as the quickstart's `render`.
+pub fn render(template: &str, pairs: &[(&str, &str)]) -> String {
+    let path = Path::new(TEMPLATES).join(template);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (key, value) in pairs {
+        text = text.replace(&format!("@{key}@"), value);
+    }
+    text
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// Commits the whole tree as the first commit and pushes it to `url`; returns its sha.
+fn create_repo(tree: &Path, url: &str, message: &str) -> String {
+    git(tree, &["init", "-q", "-b", "main"]);
+    git(tree, &["add", "-A"]);
+    git(tree, &["commit", "-q", "-m", message]);
+    git(tree, &["push", "-q", url, "HEAD:refs/heads/main"]);
+    git(tree, &["rev-parse", "HEAD"])
+}
+
+/// git without the user's identity, hooks or signing settings, as the quickstart's `qgit`.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=Slipway E2E", "-c", "user.email=e2e@example.invalid", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("git {args:?}: {e}"));
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
