@@ -44,11 +44,14 @@ pub struct HttpConfig {
     /// How long a whole request body may take to arrive (408 and the connection closed after),
     /// so a client trickling or stalling its body cannot hold a connection and buffer forever.
     pub body_timeout_ms: u64,
+    /// How long a request's headers may take to arrive (the connection is closed after), so a
+    /// client trickling its headers (slowloris) cannot hold a connection either.
+    pub header_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: ([127, 0, 0, 1], 8080).into(), body_timeout_ms: 30_000 }
+        Self { listen: ([127, 0, 0, 1], 8080).into(), body_timeout_ms: 30_000, header_timeout_ms: 10_000 }
     }
 }
 
@@ -154,6 +157,9 @@ impl Validate for Config {
         }
         if self.http.body_timeout_ms == 0 {
             return Err(invalid("http.body_timeout_ms", "must be greater than 0"));
+        }
+        if self.http.header_timeout_ms == 0 {
+            return Err(invalid("http.header_timeout_ms", "must be greater than 0"));
         }
         if self.github.max_body_bytes == 0 {
             return Err(invalid("github.max_body_bytes", "must be greater than 0"));

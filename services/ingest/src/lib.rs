@@ -17,6 +17,7 @@ pub mod http;
 pub mod known;
 pub mod plan;
 pub mod reconcile;
+pub mod server;
 pub mod signature;
 pub mod spool;
 
@@ -94,7 +95,8 @@ pub async fn serve(
     let app = http::router(state, limits);
     tracing::info!(listen = %http_listener.local_addr()?, "accepting webhooks");
     // Graceful: stop accepting, let in-flight deliveries finish (they end durable or failed).
-    axum::serve(http_listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    let header_timeout = std::time::Duration::from_millis(config.http.header_timeout_ms);
+    server::serve(http_listener, app, header_timeout, shutdown.clone()).await;
     tracing::info!("shutting down");
     replay.await?;
     recording.await?;

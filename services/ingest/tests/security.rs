@@ -373,6 +373,37 @@ async fn slow_bodies_are_cut_off_and_nothing_is_published() {
     ingest.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    let nats = NatsServer::start().await.expect("nats");
+    let ingest = Ingest::start(&nats, |c| c.http.header_timeout_ms = 500).await;
+    let body = ping();
+
+    // Slowloris: the request line, then a header byte every 50 ms — minutes of headers.
+    let conn = TcpStream::connect(ingest.addr).await.expect("connect");
+    let (mut reader, mut writer) = conn.into_split();
+    let padding = format!("x-padding: {}\r\n", "a".repeat(2000));
+    let trickle = tokio::spawn(async move {
+        writer.write_all(b"POST /webhooks/github HTTP/1.1\r\nhost: ingest\r\n").await.expect("request line");
+        for byte in padding.as_bytes() {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let status = read_answer(&mut reader).await;
+    assert!(!trickle.is_finished(), "the server waited for every trickled header byte");
+    assert!(!status.starts_with("HTTP/1.1 2"), "a trickled request was taken: {status:?}");
+    trickle.abort();
+
+    // Headers sent at once on a fresh connection are taken.
+    let status = raw_request(ingest.addr, head(&delivery_id(1), &body, Some(body.len())), &body).await;
+    assert!(status.starts_with("HTTP/1.1 202"), "{status:?}");
+    assert_eq!(stream_messages(&nats).await.len(), 1);
+    ingest.stop().await;
+}
+
 /// A push of one commit touching the writer app, to `git_ref` of `repository`.
 fn push(git_ref: &str, repository: &str) -> Vec<u8> {
     let mut push: Value = serde_json::from_slice(&fixture("push/payload.json")).expect("json");
