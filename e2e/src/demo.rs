@@ -3,6 +3,9 @@
 //! repository (apps/hello: a FROM-scratch Dockerfile) and the demo GitOps repository (kustomize
 //! base + dev/staging/prod overlays) pushed to the daemon, the services' configs rendered from
 //! `scripts/quickstart.d`, and the four services started with the quickstart's environment.
+//!
+//! [`Demo::start_apps`] renders the same demo as a monorepo of several apps: each app is a copy
+//! of hello (its directory, image, overlays, and its `[[apps]]` entry in every config).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,6 +52,8 @@ pub struct Demo {
     /// The dedicated cluster ([`Database::Dedicated`]).
     pub postgres: Option<Postgres>,
     pub db_url: String,
+    /// The demo's apps (`[APP]` unless started with [`Demo::start_apps`]).
+    pub apps: Vec<String>,
     /// `127.0.0.1:<port>/demo/hello`, the image the builder pushes.
     pub image: String,
     /// `git://…/demo/hello.git`
@@ -71,6 +76,12 @@ pub struct Demo {
 impl Demo {
     /// Starts the servers and pushes the demo repositories.
     pub async fn start(database: Database) -> Demo {
+        Demo::start_apps(database, &[APP]).await
+    }
+
+    /// As [`Demo::start`], with `apps` (each a copy of hello) in place of hello.
+    pub async fn start_apps(database: Database, apps: &[&str]) -> Demo {
+        assert!(!apps.is_empty(), "a demo needs an app");
         let state = tempfile::Builder::new().prefix("slipway-e2e-").tempdir().expect("scratch dir");
         for dir in ["config", "tmp", "work"] {
             std::fs::create_dir_all(state.path().join(dir)).expect("mkdir");
@@ -79,7 +90,7 @@ impl Demo {
         let registry = Registry::start().await.expect("registry");
         let git = GitDaemon::start().await.expect("git daemon");
         let (postgres, db_url) = database_for(database).await;
-        let image = format!("{}/demo/{APP}", registry.host());
+        let image = format!("{}/demo/{}", registry.host(), apps[0]);
         let (webhook_port, admin_api_port) = (free_port(), free_port());
         let mut demo = Demo {
             app_url: git.url("demo/hello"),
@@ -93,6 +104,7 @@ impl Demo {
             git,
             postgres,
             db_url,
+            apps: apps.iter().map(|a| (*a).to_owned()).collect(),
             image,
             webhook_port,
             admin_api_port,
@@ -103,27 +115,33 @@ impl Demo {
         demo
     }
 
-    /// The app repository: apps/hello with the quickstart's Dockerfile and hello.txt.
+    /// The app repository: apps/<app> with the quickstart's Dockerfile and hello.txt, per app.
     fn create_app_repo(&self) -> String {
-        let app = self.app_tree.join("apps").join(APP);
-        std::fs::create_dir_all(&app).expect("mkdir app");
-        for file in ["Dockerfile", "hello.txt"] {
-            std::fs::copy(Path::new(TEMPLATES).join("app").join(file), app.join(file)).expect("copy app file");
+        for name in &self.apps {
+            let app = self.app_tree.join("apps").join(name);
+            std::fs::create_dir_all(&app).expect("mkdir app");
+            for file in ["Dockerfile", "hello.txt"] {
+                std::fs::copy(Path::new(TEMPLATES).join("app").join(file), app.join(file)).expect("copy app file");
+            }
         }
         self.git.create_bare_repo("demo/hello").expect("bare app repo");
         create_repo(&self.app_tree, &self.app_url, "feat(hello): the demo app")
     }
 
-    /// The GitOps repository: apps/hello/{base,dev,staging,prod} rendered from the templates.
+    /// The GitOps repository: apps/<app>/{base,dev,staging,prod} rendered from the templates,
+    /// per app (hello's names replaced by the app's).
     fn create_gitops_repo(&self) {
         let tree = self.state.path().join("work/gitops");
-        let hello = tree.join("apps").join(APP);
-        let image = [("IMAGE", self.image.as_str())];
-        write(&hello.join("base/kustomization.yaml"), &render("gitops/base/kustomization.yaml", &[]));
-        write(&hello.join("base/deployment.yaml"), &render("gitops/base/deployment.yaml", &image));
-        for stage in STAGES {
-            let text = render("gitops/overlay/kustomization.yaml", &[("IMAGE", &self.image), ("STAGE", stage)]);
-            write(&hello.join(stage).join("kustomization.yaml"), &text);
+        for app in &self.apps {
+            let dir = tree.join("apps").join(app);
+            let image = self.image_of(app);
+            let render_for = |template: &str, pairs: &[(&str, &str)]| render(template, pairs).replace(APP, app);
+            write(&dir.join("base/kustomization.yaml"), &render_for("gitops/base/kustomization.yaml", &[]));
+            write(&dir.join("base/deployment.yaml"), &render_for("gitops/base/deployment.yaml", &[("IMAGE", &image)]));
+            for stage in STAGES {
+                let text = render_for("gitops/overlay/kustomization.yaml", &[("IMAGE", &image), ("STAGE", stage)]);
+                write(&dir.join(stage).join("kustomization.yaml"), &text);
+            }
         }
         self.git.create_bare_repo("demo/gitops").expect("bare gitops repo");
         create_repo(&tree, &self.gitops_url, "chore: hello at v0 everywhere");
@@ -136,18 +154,45 @@ impl Demo {
         let token_sha = slipway_promoter::grpc::hash_token(DEMO_TOKEN);
         let port = self.admin_api_port.to_string();
         let config = |name: &str| self.state.path().join("config").join(name);
-        write(&config("ingest.toml"), &render("ingest.toml", &[]));
-        let builder = [("STATE", state.as_str()), ("APP_REPO_URL", &self.app_url), ("IMAGE", &self.image)];
-        write(&config("builder.toml"), &render("builder.toml", &builder));
+        write(&config("ingest.toml"), &self.render_apps("ingest.toml", &[]));
+        let builder = [("STATE", state.as_str()), ("APP_REPO_URL", &self.app_url)];
+        write(&config("builder.toml"), &self.render_apps("builder.toml", &builder));
         let promoter = [
             ("STATE", state.as_str()),
             ("GITOPS_REPO_URL", &self.gitops_url),
-            ("IMAGE", &self.image),
             ("ADMIN_API_PORT", &port),
             ("TOKEN_SHA256", &token_sha),
         ];
-        write(&config("promoter.toml"), &render("promoter.toml", &promoter));
+        write(&config("promoter.toml"), &self.render_apps("promoter.toml", &promoter));
         write(&config("notifier.toml"), notifier);
+    }
+
+    /// A service's config template with its `[[apps]]` entry for hello repeated for each app
+    /// (hello's name, paths and image replaced by the app's), then rendered with `pairs`.
+    fn render_apps(&self, template: &str, pairs: &[(&str, &str)]) -> String {
+        let text = render(template, &[]);
+        let (head, block, tail) = split_apps_entry(&text);
+        let quoted = format!("\"{APP}\"");
+        let entries: String = self
+            .apps
+            .iter()
+            .map(|app| {
+                block
+                    .replace(&quoted, &format!("\"{app}\""))
+                    .replace(&format!("apps/{APP}"), &format!("apps/{app}"))
+                    .replace("@IMAGE@", &self.image_of(app))
+            })
+            .collect();
+        let mut text = format!("{head}{entries}{tail}");
+        for (key, value) in pairs {
+            text = text.replace(&format!("@{key}@"), value);
+        }
+        text
+    }
+
+    /// `127.0.0.1:<port>/demo/<app>`, the image the builder pushes for `app`.
+    pub fn image_of(&self, app: &str) -> String {
+        format!("{}/demo/{app}", self.registry.host())
     }
 
     /// Starts the four services with the quickstart's environment plus `extra` and waits
@@ -206,11 +251,17 @@ impl Demo {
     /// pushes it straight into the bare repository (not through the daemon, which a fault test
     /// may have cut); returns the commit's sha.
     pub fn commit_app(&self, text: &str) -> String {
-        write(&self.app_tree.join("apps").join(APP).join("hello.txt"), &format!("{text}\n"));
-        let bare = self.git.repo_path("demo/hello").display().to_string();
-        git(&self.app_tree, &["commit", "-q", "-a", "-m", &format!("feat(hello): {text}")]);
-        git(&self.app_tree, &["push", "-q", &bare, "HEAD:refs/heads/main"]);
-        git(&self.app_tree, &["rev-parse", "HEAD"])
+        self.commit_app_of(APP, text)
+    }
+
+    /// As [`Demo::commit_app`], for apps/<app>/hello.txt.
+    pub fn commit_app_of(&self, app: &str, text: &str) -> String {
+        self.app_repo().commit(app, text)
+    }
+
+    /// A handle on the app repository that a task can own while the test holds the demo.
+    pub fn app_repo(&self) -> AppRepo {
+        AppRepo { tree: self.app_tree.clone(), bare: self.git.repo_path("demo/hello") }
     }
 
     /// The bare GitOps repository on disk.
@@ -225,7 +276,12 @@ impl Demo {
 
     /// The image tag an overlay of the demo app sets.
     pub fn overlay_tag(&self, stage: &str) -> String {
-        let text = self.gitops_show(&format!("apps/{APP}/{stage}/kustomization.yaml"));
+        self.overlay_tag_of(APP, stage)
+    }
+
+    /// The image tag an overlay of `app` sets.
+    pub fn overlay_tag_of(&self, app: &str, stage: &str) -> String {
+        let text = self.gitops_show(&format!("apps/{app}/{stage}/kustomization.yaml"));
         crate::inspect::new_tag(&text).unwrap_or_default()
     }
 
@@ -237,6 +293,26 @@ impl Demo {
     /// The name of the services' database.
     pub fn db_name(&self) -> &str {
         self.db_url.rsplit('/').next().unwrap_or_default()
+    }
+}
+
+/// The demo app repository's working tree and its bare repository.
+#[derive(Debug, Clone)]
+pub struct AppRepo {
+    tree: PathBuf,
+    bare: PathBuf,
+}
+
+impl AppRepo {
+    /// Commits a new apps/<app>/hello.txt holding `text` on main and pushes it straight into
+    /// the bare repository (not through the daemon, which a fault test may have cut); returns
+    /// the commit's sha. Commits must not race: one caller at a time.
+    pub fn commit(&self, app: &str, text: &str) -> String {
+        write(&self.tree.join("apps").join(app).join("hello.txt"), &format!("{text}\n"));
+        let bare = self.bare.display().to_string();
+        git(&self.tree, &["commit", "-q", "-a", "-m", &format!("feat({app}): {text}")]);
+        git(&self.tree, &["push", "-q", &bare, "HEAD:refs/heads/main"]);
+        git(&self.tree, &["rev-parse", "HEAD"])
     }
 }
 
@@ -254,6 +330,22 @@ async fn database_for(database: Database) -> (Option<Postgres>, String) {
             (Some(pg), url)
         }
     }
+}
+
+/// `text` cut around its `[[apps]]` entry: (before, the entry with its `[apps.*]` tables and
+/// the blank lines after it, the rest).
+fn split_apps_entry(text: &str) -> (&str, &str, &str) {
+    let start = text.find("[[apps]]").expect("a config template with an [[apps]] entry");
+    let mut end = text.len();
+    let mut offset = start + "[[apps]]".len();
+    for line in text[offset..].split_inclusive('\n') {
+        if line.starts_with('[') && !line.starts_with("[apps.") {
+            end = offset;
+            break;
+        }
+        offset += line.len();
+    }
+    (&text[..start], &text[start..end], &text[end..])
 }
 
 /// A file of `scripts/quickstart.d` with each `@KEY@` replaced, as the quickstart's `render`.
