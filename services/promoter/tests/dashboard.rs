@@ -12,19 +12,17 @@ mod webdriver;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::writer::{self, IMAGE, healthy, wait_promotion};
 use common::{remote_tag, seed_repo, stage_files};
 use serde_json::{Value, json};
-use slipway_mesh::v1;
-use slipway_promoter::config::{ApiToken, AppConfig, PipelineConfig, Role, StageConfig};
-use slipway_promoter::{Config, grpc::hash_token};
-use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
+use slipway_promoter::Config;
+use slipway_promoter::config::Role;
 use slipway_runtime::jetstream::Publisher;
 use slipway_testkit::{GitDaemon, NatsServer};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use webdriver::Browser;
 
-const IMAGE: &str = "registry.local/acme/writer";
 /// (token, name, role); `bob` is prod's approver, `mallory` an approver elsewhere.
 const TOKENS: [(&str, &str, Role); 3] = [
     ("viewer-token", "vera", Role::Viewer),
@@ -33,32 +31,13 @@ const TOKENS: [(&str, &str, Role); 3] = [
 ];
 
 fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path) -> Config {
-    let stage = |json: Value| -> StageConfig { serde_json::from_value(json).expect("stage") };
-    let pipeline = PipelineConfig {
-        stages: vec![
-            stage(json!({ "name": "dev", "policy": "auto" })),
-            stage(json!({ "name": "prod", "policy": "approval", "approvers": ["bob"], "teams": ["sre"] })),
-        ],
-        teams: [("sre".to_owned(), vec!["alice".to_owned()])].into(),
-        tick_secs: 1,
-        ..PipelineConfig::default()
-    };
-    let app: AppConfig = serde_json::from_value(json!({
-        "name": "writer",
-        "gitops": { "repository": gitops, "path": "envs/{stage}/kustomization.yaml", "kind": "kustomize", "image": IMAGE },
-    }))
-    .expect("app");
-    let mut config = Config {
-        nats: NatsConfig { url: nats.url(), ack_wait_secs: 5, ..NatsConfig::default() },
-        database: DatabaseConfig { url: Some(Secret::new(db.to_owned())), ..DatabaseConfig::with_schema("promoter") },
-        pipeline,
-        apps: vec![app],
-        ..Config::default()
-    };
-    config.admin_api.tokens =
-        TOKENS.map(|(token, name, role)| ApiToken { name: name.into(), role, sha256: hash_token(token) }).to_vec();
-    config.gitops.work_dir = work.to_owned();
-    config.gitops.batch_window_ms = 20;
+    let stages = [
+        json!({ "name": "dev", "policy": "auto" }),
+        json!({ "name": "prod", "policy": "approval", "approvers": ["bob"], "teams": ["sre"] }),
+    ];
+    let mut config = writer::config(&nats.url(), db, gitops, work, &stages);
+    config.pipeline.teams = [("sre".to_owned(), vec!["alice".to_owned()])].into();
+    config.admin_api.tokens = writer::tokens(&TOKENS);
     config
 }
 
@@ -137,47 +116,6 @@ impl Service {
     }
 }
 
-fn build(tag: &str) -> v1::BuildSucceeded {
-    v1::BuildSucceeded {
-        build_id: format!("build-{tag}"),
-        app: "writer".into(),
-        source: Some(v1::SourceRef {
-            repository: "acme/monorepo".into(),
-            commit_sha: "c".repeat(40),
-            r#ref: "refs/heads/main".into(),
-            author: "dana".into(),
-        }),
-        image: Some(v1::ImageRef { repository: IMAGE.into(), tag: tag.into(), digest: String::new() }),
-        tags: vec![tag.into()],
-        duration_ms: 1,
-    }
-}
-
-fn healthy(stage: &str, promotion_id: &str) -> v1::PromotionHealthy {
-    v1::PromotionHealthy { promotion_id: promotion_id.into(), app: "writer".into(), stage: stage.into(), image: None }
-}
-
-/// Id of the promotion `stage` runs with `tag` in `state`, once there is one.
-async fn wait_promotion(pool: &PgPool, stage: &str, tag: &str, state: &str) -> String {
-    for _ in 0..400 {
-        let row = sqlx::query(
-            "SELECT p.id FROM promotions p JOIN stage_versions s ON s.desired_promotion = p.id \
-             WHERE s.app = 'writer' AND s.stage = $1 AND p.image_tag = $2 AND p.state = $3",
-        )
-        .bind(stage)
-        .bind(tag)
-        .bind(state)
-        .fetch_optional(pool)
-        .await
-        .expect("query");
-        if let Some(row) = row {
-            return row.try_get("id").expect("id");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{stage} never ran {tag} as {state}");
-}
-
 /// The pending promotion of prod, once there is one.
 async fn wait_pending(service: &Service) -> Value {
     for _ in 0..400 {
@@ -204,7 +142,7 @@ async fn dashboard_shows_live_events_and_approves_in_chromium() {
     assert_eq!(browser.text("#feed").await, "", "nothing happened yet");
 
     // A build published now reaches the page through the live feed.
-    service.publisher.publish(&build("v1")).await.expect("publish build");
+    service.publisher.publish(&writer::build("v1", &"c".repeat(40))).await.expect("publish build");
     browser.wait_text("#feed", &["build.succeeded", "writer · v1"]).await;
     let dev = wait_promotion(&service.pool, "dev", "v1", "committed").await;
     browser.wait_text("#feed", &["promotion.committed"]).await;

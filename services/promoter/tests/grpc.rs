@@ -7,23 +7,20 @@ mod common;
 
 use std::time::Duration;
 
+use common::api::{self, Client, connect};
+use common::writer::{self, IMAGE, healthy, wait_promotion};
 use common::{remote_tag, seed_repo, stage_files};
 
-use slipway_mesh::v1::{self, admin_service_client::AdminServiceClient};
-use slipway_promoter::config::{AdminApiConfig, ApiToken, AppConfig, PipelineConfig, Role, StageConfig};
-use slipway_promoter::{Config, grpc::hash_token};
-use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
+use slipway_mesh::v1;
+use slipway_promoter::Config;
+use slipway_promoter::config::{AdminApiConfig, Role};
 use slipway_runtime::jetstream::Publisher;
 use slipway_testkit::{GitDaemon, NatsServer};
-use sqlx::{PgPool, Row};
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::Channel;
 
-const IMAGE: &str = "registry.local/acme/writer";
 /// (token, name, role) of the configured tokens; `bob` is also staging's approver.
 const TOKENS: [(&str, &str, Role); 4] = [
     ("viewer-token", "vera", Role::Viewer),
@@ -39,103 +36,22 @@ fn seed_gitops(daemon: &GitDaemon) -> String {
 }
 
 fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path) -> Config {
-    let stage = |json: serde_json::Value| -> StageConfig { serde_json::from_value(json).expect("stage") };
-    let pipeline = PipelineConfig {
-        stages: vec![
-            stage(serde_json::json!({ "name": "dev", "policy": "auto" })),
-            stage(serde_json::json!({ "name": "staging", "policy": "approval", "approvers": ["bob", "mallory"] })),
-        ],
-        tick_secs: 1,
-        ..PipelineConfig::default()
-    };
-    let app: AppConfig = serde_json::from_value(serde_json::json!({
-        "name": "writer",
-        "gitops": { "repository": gitops, "path": "envs/{stage}/kustomization.yaml", "kind": "kustomize", "image": IMAGE },
-    }))
-    .expect("app");
-    let tokens = TOKENS.map(|(token, name, role)| ApiToken { name: name.into(), role, sha256: hash_token(token) });
-    let admin_api = AdminApiConfig {
+    let stages = [
+        serde_json::json!({ "name": "dev", "policy": "auto" }),
+        serde_json::json!({ "name": "staging", "policy": "approval", "approvers": ["bob", "mallory"] }),
+    ];
+    let mut config = writer::config(&nats.url(), db, gitops, work, &stages);
+    config.admin_api = AdminApiConfig {
         listen: Some(([127, 0, 0, 1], slipway_testkit::free_port()).into()),
-        tokens: tokens.to_vec(),
+        tokens: writer::tokens(&TOKENS),
         tls: None,
     };
-    let mut config = Config {
-        nats: NatsConfig { url: nats.url(), ack_wait_secs: 5, ..NatsConfig::default() },
-        database: DatabaseConfig { url: Some(Secret::new(db.to_owned())), ..DatabaseConfig::with_schema("promoter") },
-        pipeline,
-        apps: vec![app],
-        admin_api,
-        ..Config::default()
-    };
-    config.gitops.work_dir = work.to_owned();
-    config.gitops.batch_window_ms = 20;
     config
-}
-
-/// Adds `authorization: Bearer <token>` when there is a token.
-#[derive(Clone)]
-struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-type Client = AdminServiceClient<InterceptedService<Channel, Bearer>>;
-
-fn client(channel: &Channel, auth: Option<&str>) -> Client {
-    AdminServiceClient::with_interceptor(channel.clone(), Bearer(auth.map(|a| a.parse().expect("ascii"))))
 }
 
 fn as_role(channel: &Channel, name: &str) -> Client {
     let token = TOKENS.iter().find(|t| t.1 == name).expect("token").0;
-    client(channel, Some(&format!("Bearer {token}")))
-}
-
-/// Connects once the promoter serves its health service.
-async fn connect(config: &Config) -> Channel {
-    let url = format!("http://{}", config.admin_api.listen.expect("listen"));
-    let endpoint = Channel::from_shared(url).expect("url").timeout(Duration::from_secs(5));
-    for _ in 0..150 {
-        if let Ok(channel) = endpoint.connect().await {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-            let check = tonic_health::pb::HealthCheckRequest { service: "slipway.v1.AdminService".into() };
-            if let Ok(answer) = health.check(check).await {
-                assert_eq!(
-                    answer.into_inner().status(),
-                    tonic_health::pb::health_check_response::ServingStatus::Serving
-                );
-                return channel;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the admin API never served");
-}
-
-/// Id of the promotion `stage` runs in `state` with `tag`, once there is one.
-async fn wait_promotion(pool: &PgPool, stage: &str, tag: &str, state: &str) -> String {
-    for _ in 0..300 {
-        let row = sqlx::query(
-            "SELECT p.id FROM promotions p JOIN stage_versions s ON s.desired_promotion = p.id \
-             WHERE s.app = 'writer' AND s.stage = $1 AND p.image_tag = $2 AND p.state = $3",
-        )
-        .bind(stage)
-        .bind(tag)
-        .bind(state)
-        .fetch_optional(pool)
-        .await
-        .expect("query");
-        if let Some(row) = row {
-            return row.try_get("id").expect("id");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{stage} never ran {tag} as {state}");
+    api::bearer(channel, token)
 }
 
 async fn stage_status(api: &mut Client, stage: &str) -> v1::StageStatus {
@@ -144,23 +60,7 @@ async fn stage_status(api: &mut Client, stage: &str) -> v1::StageStatus {
 }
 
 fn build(tag: &str) -> v1::BuildSucceeded {
-    v1::BuildSucceeded {
-        build_id: format!("build-{tag}"),
-        app: "writer".into(),
-        source: Some(v1::SourceRef {
-            repository: "acme/monorepo".into(),
-            commit_sha: "a".repeat(40),
-            r#ref: "refs/heads/main".into(),
-            author: "dana".into(),
-        }),
-        image: Some(v1::ImageRef { repository: IMAGE.into(), tag: tag.into(), digest: String::new() }),
-        tags: vec![tag.into()],
-        duration_ms: 1,
-    }
-}
-
-fn healthy(stage: &str, promotion_id: &str) -> v1::PromotionHealthy {
-    v1::PromotionHealthy { promotion_id: promotion_id.into(), app: "writer".into(), stage: stage.into(), image: None }
+    writer::build(tag, &"a".repeat(40))
 }
 
 fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
@@ -169,13 +69,13 @@ fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
 
 async fn auth_and_validation(channel: &Channel) {
     let approve = || v1::ApproveRequest { app: "writer".into(), stage: "staging".into(), ..Default::default() };
-    assert_eq!(code(client(channel, None).approve(approve()).await), Code::Unauthenticated);
+    assert_eq!(code(api::client(channel, None).approve(approve()).await), Code::Unauthenticated);
     assert_eq!(
-        code(client(channel, Some("Bearer nope")).list_apps(v1::ListAppsRequest::default()).await),
+        code(api::client(channel, Some("Bearer nope")).list_apps(v1::ListAppsRequest::default()).await),
         Code::Unauthenticated
     );
     assert_eq!(
-        code(client(channel, Some("Basic abc")).list_apps(v1::ListAppsRequest::default()).await),
+        code(api::client(channel, Some("Basic abc")).list_apps(v1::ListAppsRequest::default()).await),
         Code::Unauthenticated
     );
     let denied = as_role(channel, "vera").approve(approve()).await.expect_err("viewer approving");

@@ -9,21 +9,17 @@ mod health_fake;
 
 use std::time::Duration;
 
+use common::writer::{self, IMAGE};
 use common::{remote_head, seed_repo, stage_files};
 
 use health_fake::{APPLICATION, FakeKube};
 use serde_json::json;
-use slipway_mesh::v1;
 use slipway_promoter::Config;
-use slipway_promoter::config::{AppConfig, PipelineConfig, StageConfig};
 use slipway_promoter::health::{HealthMode, config::StageHealth};
-use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
 use slipway_runtime::jetstream::Publisher;
 use slipway_testkit::{GitDaemon, NatsServer};
 use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
-
-const IMAGE: &str = "registry.local/acme/writer";
 
 fn seed_gitops(daemon: &GitDaemon) -> String {
     let text = |_: &str| format!("images:\n  - name: {IMAGE}\n    newTag: v0\n");
@@ -36,48 +32,18 @@ fn gitops_head(daemon: &GitDaemon) -> String {
 }
 
 fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path, kube_url: &str) -> Config {
-    let stage = |json: serde_json::Value| -> StageConfig { serde_json::from_value(json).expect("stage") };
-    let pipeline = PipelineConfig {
-        stages: vec![
-            stage(json!({ "name": "dev", "policy": "auto", "auto_rollback": true })),
-            stage(json!({ "name": "staging", "policy": "approval", "approvers": ["bob"] })),
-        ],
-        tick_secs: 1,
-        ..PipelineConfig::default()
-    };
-    let app: AppConfig = serde_json::from_value(json!({
-        "name": "writer",
-        "gitops": { "repository": gitops, "path": "envs/{stage}/kustomization.yaml", "kind": "kustomize", "image": IMAGE },
-    }))
-    .expect("app");
-    let mut config = Config {
-        nats: NatsConfig { url: nats.url(), ack_wait_secs: 5, ..NatsConfig::default() },
-        database: DatabaseConfig { url: Some(Secret::new(db.to_owned())), ..DatabaseConfig::with_schema("promoter") },
-        pipeline,
-        apps: vec![app],
-        ..Config::default()
-    };
-    config.gitops.work_dir = work.to_owned();
-    config.gitops.batch_window_ms = 20;
+    let stages = [
+        json!({ "name": "dev", "policy": "auto", "auto_rollback": true }),
+        json!({ "name": "staging", "policy": "approval", "approvers": ["bob"] }),
+    ];
+    let mut config = writer::config(&nats.url(), db, gitops, work, &stages);
     config.health.kube_url = Some(kube_url.to_owned());
     config.health.stages.insert("dev".into(), StageHealth { mode: Some(HealthMode::ArgoCd), ..StageHealth::default() });
     config
 }
 
 async fn build(publisher: &Publisher, tag: &str) {
-    let event = v1::BuildSucceeded {
-        build_id: format!("build-{tag}"),
-        app: "writer".into(),
-        source: Some(v1::SourceRef {
-            repository: "acme/monorepo".into(),
-            commit_sha: format!("{:0>40}", tag.trim_start_matches('v')),
-            r#ref: "refs/heads/main".into(),
-            author: "dana".into(),
-        }),
-        image: Some(v1::ImageRef { repository: IMAGE.into(), tag: tag.into(), digest: String::new() }),
-        tags: vec![tag.into()],
-        duration_ms: 1,
-    };
+    let event = writer::build(tag, &format!("{:0>40}", tag.trim_start_matches('v')));
     publisher.publish(&event).await.expect("publish build");
 }
 

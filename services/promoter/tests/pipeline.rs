@@ -7,19 +7,17 @@ mod common;
 
 use std::time::Duration;
 
+use common::writer::{self, IMAGE};
 use common::{remote_tag, seed_repo, stage_files};
 
 use slipway_mesh::v1;
-use slipway_promoter::config::{AppConfig, PipelineConfig, StageConfig};
 use slipway_promoter::{Config, Promoter};
-use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
 use slipway_runtime::jetstream::Publisher;
 use slipway_testkit::{GitDaemon, NatsServer};
 use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
 const AUTHOR: &str = "dana";
-const IMAGE: &str = "registry.local/acme/writer";
 
 /// A GitOps repository with one kustomization per stage; returns its URL.
 fn seed_gitops(daemon: &GitDaemon) -> String {
@@ -30,34 +28,16 @@ fn seed_gitops(daemon: &GitDaemon) -> String {
 }
 
 fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path) -> Config {
-    let stage = |json: serde_json::Value| -> StageConfig { serde_json::from_value(json).expect("stage") };
-    let pipeline = PipelineConfig {
-        stages: vec![
-            stage(serde_json::json!({ "name": "dev", "policy": "auto" })),
-            stage(serde_json::json!({ "name": "staging", "policy": "approval", "approvers": ["bob"] })),
-            stage(serde_json::json!({
-                "name": "prod", "policy": "approval", "approvals": 2, "approvers": ["alice", "bob", AUTHOR],
-                "four_eyes": true, "auto_rollback": true,
-            })),
-        ],
-        admins: vec!["root".into()],
-        tick_secs: 1,
-        ..PipelineConfig::default()
-    };
-    let app: AppConfig = serde_json::from_value(serde_json::json!({
-        "name": "writer",
-        "gitops": { "repository": gitops, "path": "envs/{stage}/kustomization.yaml", "kind": "kustomize", "image": IMAGE },
-    }))
-    .expect("app");
-    let mut config = Config {
-        nats: NatsConfig { url: nats.url(), ack_wait_secs: 5, ..NatsConfig::default() },
-        database: DatabaseConfig { url: Some(Secret::new(db.to_owned())), ..DatabaseConfig::with_schema("promoter") },
-        pipeline,
-        apps: vec![app],
-        ..Config::default()
-    };
-    config.gitops.work_dir = work.to_owned();
-    config.gitops.batch_window_ms = 20;
+    let stages = [
+        serde_json::json!({ "name": "dev", "policy": "auto" }),
+        serde_json::json!({ "name": "staging", "policy": "approval", "approvers": ["bob"] }),
+        serde_json::json!({
+            "name": "prod", "policy": "approval", "approvals": 2, "approvers": ["alice", "bob", AUTHOR],
+            "four_eyes": true, "auto_rollback": true,
+        }),
+    ];
+    let mut config = writer::config(&nats.url(), db, gitops, work, &stages);
+    config.pipeline.admins = vec!["root".into()];
     config
 }
 
@@ -68,20 +48,7 @@ struct Harness {
 
 impl Harness {
     async fn build(&self, tag: &str) {
-        let commit = format!("{:0>40}", tag.trim_start_matches('v'));
-        let event = v1::BuildSucceeded {
-            build_id: format!("build-{tag}"),
-            app: "writer".into(),
-            source: Some(v1::SourceRef {
-                repository: "acme/monorepo".into(),
-                commit_sha: commit,
-                r#ref: "refs/heads/main".into(),
-                author: AUTHOR.into(),
-            }),
-            image: Some(v1::ImageRef { repository: IMAGE.into(), tag: tag.into(), digest: String::new() }),
-            tags: vec![tag.into()],
-            duration_ms: 1,
-        };
+        let event = writer::build(tag, &format!("{:0>40}", tag.trim_start_matches('v')));
         self.publisher.publish(&event).await.expect("publish build");
     }
 
@@ -142,13 +109,7 @@ impl Harness {
     }
 
     async fn healthy(&self, stage: &str, promotion_id: &str) {
-        let event = v1::PromotionHealthy {
-            promotion_id: promotion_id.into(),
-            app: "writer".into(),
-            stage: stage.into(),
-            image: None,
-        };
-        self.publisher.publish(&event).await.expect("publish healthy");
+        self.publisher.publish(&writer::healthy(stage, promotion_id)).await.expect("publish healthy");
     }
 
     async fn audit_count(&self, actor: &str, action: &str, reason: &str) -> i64 {

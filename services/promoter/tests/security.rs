@@ -6,22 +6,18 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::api::{self, Client, connect};
+use common::writer::{self, IMAGE};
 use common::{remote_head, seed_repo, stage_files};
 
-use slipway_mesh::v1::{self, admin_service_client::AdminServiceClient};
-use slipway_promoter::config::{AdminApiConfig, ApiToken, AppConfig, PipelineConfig, Role, StageConfig};
+use slipway_mesh::v1;
+use slipway_promoter::config::{AdminApiConfig, Role};
 use slipway_promoter::{Config, grpc::hash_token};
-use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
 use slipway_testkit::{GitDaemon, NatsServer};
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-const IMAGE: &str = "registry.local/acme/writer";
 /// (token, name, role) of the configured tokens.
 const TOKENS: [(&str, &str, Role); 4] = [
     ("viewer-token", "vera", Role::Viewer),
@@ -31,77 +27,24 @@ const TOKENS: [(&str, &str, Role); 4] = [
 ];
 
 fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path) -> Config {
-    let stage = |json: serde_json::Value| -> StageConfig { serde_json::from_value(json).expect("stage") };
-    let pipeline = PipelineConfig {
-        stages: vec![
-            stage(serde_json::json!({ "name": "dev", "policy": "auto" })),
-            stage(serde_json::json!({ "name": "prod", "policy": "approval", "approvers": ["bob"] })),
-        ],
-        // The pipeline's own policy lets olga act anywhere; the API's roles still apply.
-        admins: vec!["olga".into()],
-        ..PipelineConfig::default()
-    };
-    let app: AppConfig = serde_json::from_value(serde_json::json!({
-        "name": "writer",
-        "gitops": { "repository": gitops, "path": "envs/{stage}/kustomization.yaml", "kind": "kustomize", "image": IMAGE },
-    }))
-    .expect("app");
-    let tokens = TOKENS.map(|(token, name, role)| ApiToken { name: name.into(), role, sha256: hash_token(token) });
-    let admin_api = AdminApiConfig {
+    let stages = [
+        serde_json::json!({ "name": "dev", "policy": "auto" }),
+        serde_json::json!({ "name": "prod", "policy": "approval", "approvers": ["bob"] }),
+    ];
+    let mut config = writer::config(&nats.url(), db, gitops, work, &stages);
+    // The pipeline's own policy lets olga act anywhere; the API's roles still apply.
+    config.pipeline.admins = vec!["olga".into()];
+    config.admin_api = AdminApiConfig {
         listen: Some(([127, 0, 0, 1], slipway_testkit::free_port()).into()),
-        tokens: tokens.to_vec(),
+        tokens: writer::tokens(&TOKENS),
         tls: None,
     };
-    let mut config = Config {
-        nats: NatsConfig { url: nats.url(), ..NatsConfig::default() },
-        database: DatabaseConfig { url: Some(Secret::new(db.to_owned())), ..DatabaseConfig::with_schema("promoter") },
-        pipeline,
-        apps: vec![app],
-        admin_api,
-        ..Config::default()
-    };
-    config.gitops.work_dir = work.to_owned();
     config
-}
-
-/// Sends `authorization` exactly as given, or none.
-#[derive(Clone)]
-struct Auth(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for Auth {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-type Client = AdminServiceClient<InterceptedService<Channel, Auth>>;
-
-fn client(channel: &Channel, auth: Option<&str>) -> Client {
-    AdminServiceClient::with_interceptor(channel.clone(), Auth(auth.map(|a| a.parse().expect("ascii"))))
 }
 
 fn as_role(channel: &Channel, role: Role) -> Client {
     let token = TOKENS.iter().find(|t| t.2 == role).expect("token").0;
-    client(channel, Some(&format!("Bearer {token}")))
-}
-
-async fn connect(config: &Config) -> Channel {
-    let url = format!("http://{}", config.admin_api.listen.expect("listen"));
-    let endpoint = Channel::from_shared(url).expect("url").timeout(Duration::from_secs(5));
-    for _ in 0..150 {
-        if let Ok(channel) = endpoint.connect().await {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-            let check = tonic_health::pb::HealthCheckRequest { service: "slipway.v1.AdminService".into() };
-            if health.check(check).await.is_ok() {
-                return channel;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the admin API never served");
+    api::bearer(channel, token)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,17 +144,17 @@ async fn no_or_bad_credentials(channel: &Channel) {
         format!("Bearer {}", "a".repeat(4096)),
     ];
     for rpc in ALL {
-        let status = call(&mut client(channel, None), rpc, Args::default()).await.expect_err("no token");
+        let status = call(&mut api::client(channel, None), rpc, Args::default()).await.expect_err("no token");
         assert_eq!(status.code(), Code::Unauthenticated, "{rpc:?} without a token: {status:?}");
         for auth in &malformed {
-            let status = call(&mut client(channel, Some(auth)), rpc, Args::default()).await.expect_err(auth);
+            let status = call(&mut api::client(channel, Some(auth)), rpc, Args::default()).await.expect_err(auth);
             assert_eq!(status.code(), Code::Unauthenticated, "{rpc:?} with {auth:?}: {status:?}");
             assert!(!status.message().contains(valid), "the token is echoed: {status:?}");
         }
     }
     // The same admin token, well-formed, is let in (the scheme in any case).
     assert_eq!(
-        code(&mut client(channel, Some(&format!("bearer {valid}"))), Rpc::ListApps, Args::default()).await,
+        code(&mut api::client(channel, Some(&format!("bearer {valid}"))), Rpc::ListApps, Args::default()).await,
         Code::Ok
     );
 }

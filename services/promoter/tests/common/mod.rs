@@ -1,6 +1,10 @@
 //! Set-up shared by the promoter's integration tests: git repositories on the test kit's
-//! `git daemon`, seeded and read back with the `git` command.
+//! `git daemon`, seeded and read back with the `git` command; the `writer` app's config and
+//! events ([`writer`]); an admin API client ([`api`]).
 #![allow(dead_code)]
+
+pub mod api;
+pub mod writer;
 
 use slipway_testkit::GitDaemon;
 
