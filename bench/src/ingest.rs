@@ -13,19 +13,19 @@ use slipway_testkit::{NatsServer, ServiceProcess, free_port, shared_database};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "bench-secret";
+pub const SECRET: &str = "bench-secret";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Webhooks per measured run.
     #[arg(long, default_value_t = 20_000)]
-    requests: usize,
+    pub requests: usize,
     /// Requests in flight.
     #[arg(long, default_value_t = 32)]
-    concurrency: usize,
+    pub concurrency: usize,
     /// Body size in bytes.
     #[arg(long, default_value_t = 8192)]
-    body_bytes: usize,
+    pub body_bytes: usize,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -68,7 +68,7 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// A push to `main` touching `apps/writer`, padded with commits to about `size` bytes.
-fn push_body(size: usize) -> Vec<u8> {
+pub fn push_body(size: usize) -> Vec<u8> {
     let commit = |i: usize| {
         serde_json::json!({
             "id": format!("{i:040x}"), "message": format!("fix(writer): change {i}"), "timestamp": "2026-11-23T10:00:00Z",
@@ -93,7 +93,13 @@ fn push_body(size: usize) -> Vec<u8> {
     }
 }
 
-async fn load(url: &str, body: &Path, requests: usize, concurrency: usize, run_id: &str) -> anyhow::Result<Figures> {
+pub async fn load(
+    url: &str,
+    body: &Path,
+    requests: usize,
+    concurrency: usize,
+    run_id: &str,
+) -> anyhow::Result<Figures> {
     let sig = signature::sign(SECRET.as_bytes(), &std::fs::read(body)?);
     let out = tokio::process::Command::new(std::env::current_exe()?)
         .args(["load", "--url", url, "--signature", &sig, "--run-id", run_id])
@@ -165,8 +171,18 @@ fn row(name: &str, f: &Figures) {
     println!("{name:<34} {:>8} {:>7} {:>10.0} {:>9.2} {:>9.2}", f.requests, f.errors, f.per_second, f.p50_ms, f.p99_ms);
 }
 
-/// The orchestrator: servers, ingest child, load child, raw rate, comparison, table.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+/// What the ingest benchmark measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub ingest: Figures,
+    /// Acked raw JetStream publishes per second, same sizes, same run.
+    pub raw: f64,
+    pub webhook: Option<Figures>,
+    pub body_bytes: u64,
+}
+
+/// The orchestrator: servers, ingest child, load child, raw rate, comparison.
+pub async fn measure(args: &Args) -> anyhow::Result<Report> {
     let nats = NatsServer::start().await?;
     let db = shared_database().await?;
     let dir = tempfile::tempdir()?;
@@ -197,9 +213,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let ingest = load(&url, &body, args.requests, args.concurrency, "run").await?;
     let raw = raw_jetstream(&nats.url(), args.requests, args.concurrency, args.body_bytes).await?;
     drop(server);
-    let webhook = adnanh_webhook(&body, &args, dir.path()).await?;
+    let webhook = adnanh_webhook(&body, args, dir.path()).await?;
+    Ok(Report { ingest, raw, webhook, body_bytes: std::fs::metadata(&body)?.len() })
+}
 
-    let size = std::fs::metadata(&body)?.len();
+/// Measures and prints the table.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let Report { ingest, raw, webhook, body_bytes: size } = measure(&args).await?;
     println!(
         "\ningest benchmark: {} signed push webhooks of {size} bytes, {} in flight, loopback, 2 processes",
         args.requests, args.concurrency

@@ -6,12 +6,30 @@
 //! cargo run --release -p slipway-bench -- ingest [--requests 20000] [--concurrency 32]
 //! cargo run --release -p slipway-bench -- promotion [--apps 1000] [--singles 100]
 //! ```
-//! The same binary plays the other roles (`ingest-server`, `load`) as child processes, so the
-//! load generator never shares a process (or an allocator, or a runtime) with the server.
+//! The same binary plays the other roles (`ingest-server`, `load`, `watch-load`) as child
+//! processes, so the load generator never shares a process (or an allocator, or a runtime)
+//! with the server.
+//!
+//! ## Load suite (issue 8)
+//! `watch` and `suite` run the real service binaries, so build them first (same profile):
+//! ```text
+//! cargo build --release --bins
+//! cargo run --release -p slipway-bench -- watch [--subscribers 1000] [--rate 1000] [--seconds 10]
+//! cargo run --release -p slipway-bench -- suite [--subscribers 1000] [--rate 1000] [--seconds 5]
+//!     [--requests 10000] [--apps 1000] [--singles 20]
+//! ```
+//! `watch`: N gRPC Watch streams on a few HTTP/2 connections from a child process, events
+//! published into JetStream at the rate with their publish time; delivered, lost, p50/p99.
+//! `suite`: each service's spawn → `/readyz` time and idle VmRSS, ingest's and the
+//! promoter's peak VmRSS under webhook and Watch load, the Watch, ingest and promotion
+//! benchmarks; one table of figure, value, target, met. (MB = 10^6 bytes.)
 
 mod ingest;
 mod load;
 mod promotion;
+mod services;
+mod suite;
+mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +47,12 @@ enum Command {
     Ingest(ingest::Args),
     /// build.succeeded → GitOps commit latency, a burst of completions, and the CI-script way.
     Promotion(promotion::Args),
+    /// gRPC Watch fan-out: many subscribers, events at a rate, delivery latency.
+    Watch(watch::Args),
+    /// Everything above plus services' start-up time and memory, as one table.
+    Suite(suite::Args),
+    /// (child role) Opens Watch streams and times the events they receive.
+    WatchLoad(watch::LoadArgs),
     /// (child role) Runs the promoter against the given servers.
     PromoterServer(promotion::ServerArgs),
     /// (child role) Runs ingest against the given servers.
@@ -51,6 +75,9 @@ fn main() -> anyhow::Result<()> {
             Command::Load(args) => load::run(args).await,
             Command::Promotion(args) => promotion::run(args).await,
             Command::PromoterServer(args) => promotion::serve(args).await,
+            Command::Watch(args) => watch::run(args).await,
+            Command::Suite(args) => suite::run(args).await,
+            Command::WatchLoad(args) => watch::load(args).await,
         }
     })
 }

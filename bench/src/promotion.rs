@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 pub struct Args {
     /// Apps in the GitOps repository (each with dev, staging and prod).
     #[arg(long, default_value_t = 1000)]
-    apps: usize,
+    pub apps: usize,
     /// Single promotions timed one after the other.
     #[arg(long, default_value_t = 100)]
-    singles: usize,
+    pub singles: usize,
     /// Clone-edit-commit-push runs of the CI-script way.
     #[arg(long, default_value_t = 5)]
-    script_runs: usize,
+    pub script_runs: usize,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -184,8 +184,21 @@ fn committed(msg: &async_nats::Message, stage: &str, tag: &str) -> Option<String
     (body["stage"] == stage && body["image"]["tag"] == tag).then(|| body["app"].as_str().unwrap_or_default().to_owned())
 }
 
+/// What the promotion benchmark measured (seconds).
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub singles: usize,
+    pub p50: f64,
+    pub p99: f64,
+    /// All apps completing a build at once, until every commit landed.
+    pub burst: f64,
+    pub burst_commits: usize,
+    pub script_p50: f64,
+    pub script_runs: usize,
+}
+
 /// The orchestrator.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn measure(args: &Args) -> anyhow::Result<Report> {
     let nats = NatsServer::start().await?;
     let db = shared_database().await?;
     let daemon = GitDaemon::start().await?;
@@ -265,13 +278,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut script = script_way(&url, args.script_runs)?;
     script.sort_by(f64::total_cmp);
-    let script_p50 = percentile(&script, 50.0);
-    let (p50, p99) = (percentile(&singles, 50.0), percentile(&singles, 99.0));
+    Ok(Report {
+        singles: singles.len(),
+        p50: percentile(&singles, 50.0),
+        p99: percentile(&singles, 99.0),
+        burst,
+        burst_commits,
+        script_p50: percentile(&script, 50.0),
+        script_runs: script.len(),
+    })
+}
+
+/// Measures and prints the table.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let r = measure(&args).await?;
+    let (p50, p99, burst, burst_commits, script_p50) = (r.p50, r.p99, r.burst, r.burst_commits, r.script_p50);
     println!("\npromotion benchmark: GitOps repository of {} apps x 3 stages on git daemon (loopback)", args.apps);
     println!("{:<58} {:>12}", "measure", "value");
     println!(
         "{:<58} {:>9.0} ms",
-        format!("build.succeeded -> commit on remote, p50 ({} singles)", singles.len()),
+        format!("build.succeeded -> commit on remote, p50 ({} singles)", r.singles),
         p50 * 1e3
     );
     println!("{:<58} {:>9.0} ms", "build.succeeded -> commit on remote, p99", p99 * 1e3);
@@ -280,7 +306,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("{:<58} {:>12}", "commits for them", burst_commits);
     println!(
         "{:<58} {:>9.0} ms",
-        format!("CI-script way (clone, edit, commit, push), p50 of {}", script.len()),
+        format!("CI-script way (clone, edit, commit, push), p50 of {}", r.script_runs),
         script_p50 * 1e3
     );
     println!(

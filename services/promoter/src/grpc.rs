@@ -10,6 +10,7 @@
 //! alongside, without a token.
 
 pub mod auth;
+mod hub;
 pub mod service;
 mod status;
 pub mod watch;

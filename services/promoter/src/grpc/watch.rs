@@ -1,8 +1,11 @@
-//! `Watch`: events of the `SLIPWAY` stream as a gRPC server stream. Each call gets its own
-//! ordered (ephemeral, ack-less) consumer filtered by the requested subjects and starting at a
-//! stream sequence, a time, or new events only. Every message is decoded with the mesh into a
-//! `v1::Event` carrying its stream sequence; app and stage are matched on the subject's key
-//! tokens. When the client goes away the stream is dropped and its consumer deleted; shutdown
+//! `Watch`: events of the `SLIPWAY` stream as a gRPC server stream. A watch of new events
+//! joins the stream's [`Hub`], which reads one consumer for all live watchers and broadcasts
+//! each decoded event; the watch keeps those matching its subjects, app and stage. A watch
+//! starting at a stream sequence or a time gets its own ordered (ephemeral, ack-less) consumer
+//! filtered by the requested subjects, as does a live watcher that fell too far behind the hub
+//! (it carries on from the event after its last one). Every message becomes a `v1::Event`
+//! carrying its stream sequence; app and stage are matched on the subject's key tokens. When
+//! the client goes away the stream is dropped and any consumer of its own deleted; shutdown
 //! ends every stream so the server can stop.
 
 use std::pin::Pin;
@@ -15,8 +18,11 @@ use futures::{Stream, StreamExt as _};
 use slipway_mesh::names::{AppName, EnvName, is_token};
 use slipway_mesh::v1::{self, watch_request::Start};
 use slipway_mesh::{Envelope, decode_payload, to_event};
+use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
+
+use super::hub::{Hub, Joined, subject_matches};
 
 /// What `Watch` answers with.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send + 'static>>;
@@ -61,6 +67,10 @@ impl Filter {
     /// `slipway.<domain>.<event>.<key>[.<env>]`; source events are keyed by repository, so
     /// they never match an app.
     pub fn matches(&self, subject: &str) -> bool {
+        if self.app.is_none() && self.stage.is_none() {
+            // The common case, once per event per live watcher: no allocation.
+            return true;
+        }
         let tokens: Vec<&str> = subject.split('.').collect();
         if let Some(app) = &self.app {
             let keyed_by_app = tokens.get(1).is_some_and(|domain| *domain != "source");
@@ -74,6 +84,12 @@ impl Filter {
             return false;
         }
         true
+    }
+
+    /// True when the hub's event on `subject` is for this watch: one of the subject filters
+    /// (any subject when there are none), then app and stage.
+    fn wants(&self, subject: &str) -> bool {
+        (self.subjects.is_empty() || self.subjects.iter().any(|f| subject_matches(f, subject))) && self.matches(subject)
     }
 
     fn consumer(&self, name: &str) -> OrderedConfig {
@@ -108,8 +124,82 @@ fn subject(s: &str) -> Result<String, Status> {
     Ok(s.to_owned())
 }
 
-/// Starts the consumer and returns its events until the client goes away or `shutdown`.
+/// The requested events until the client goes away or `shutdown`: live watches join the
+/// stream's [`Hub`]; a watch with a start position reads its own consumer throughout.
 pub async fn open(stream: &JsStream, filter: Filter, shutdown: CancellationToken) -> Result<EventStream, Status> {
+    let events = match filter.start {
+        DeliverPolicy::New => {
+            let joined = Hub::join(stream).await?;
+            let ready = Vec::new().into_iter();
+            let live = Phase::Live(Box::new(LiveWatch { joined, stream: stream.clone(), filter, ready }));
+            Box::pin(futures::stream::unfold(live, Phase::next))
+        }
+        _ => own(stream, filter).await?,
+    };
+    Ok(Box::pin(events.take_until(shutdown.cancelled_owned())))
+}
+
+/// Where a live watch reads from: the hub, or (after falling behind it) its own consumer.
+enum Phase {
+    Live(Box<LiveWatch>),
+    Own(EventStream),
+    Done,
+}
+
+struct LiveWatch {
+    joined: Joined,
+    stream: JsStream,
+    filter: Filter,
+    /// This watch's events of the batch in hand, still to be sent.
+    ready: std::vec::IntoIter<v1::Event>,
+}
+
+impl Phase {
+    async fn next(self) -> Option<(Result<v1::Event, Status>, Phase)> {
+        let mut phase = self;
+        loop {
+            let mut live = match phase {
+                Phase::Done => return None,
+                Phase::Own(mut events) => return events.next().await.map(|item| (item, Phase::Own(events))),
+                Phase::Live(live) => live,
+            };
+            if let Some(event) = live.ready.next() {
+                return Some((Ok(event), Phase::Live(live)));
+            }
+            match live.joined.events.recv().await {
+                Ok(batch) => {
+                    live.joined.after = batch.last().map_or(live.joined.after, |l| l.event.sequence);
+                    let wanted = batch.iter().filter(|l| live.filter.wants(&l.subject)).map(|l| l.event.clone());
+                    live.ready = wanted.collect::<Vec<_>>().into_iter();
+                    phase = Phase::Live(live);
+                }
+                // Boxed: the resync's futures are large, and inline they would make every
+                // call of `next` (one per event per watcher) move kilobytes.
+                Err(RecvError::Lagged(missed)) => phase = Box::pin(Phase::resync(*live, missed)).await,
+                Err(RecvError::Closed) => return Some((Err(interrupted()), Phase::Done)),
+            }
+        }
+    }
+
+    /// A watcher that fell behind the hub carries on from its own consumer, starting right
+    /// after the last event it received, so it loses nothing and the hub never waits.
+    async fn resync(live: LiveWatch, missed: u64) -> Phase {
+        let start_sequence = live.joined.after + 1;
+        tracing::info!(missed, start_sequence, "Watch: a watcher fell behind; it continues on its own consumer");
+        let filter = Filter { start: DeliverPolicy::ByStartSequence { start_sequence }, ..live.filter };
+        match own(&live.stream, filter).await {
+            Ok(events) => Phase::Own(events),
+            Err(status) => Phase::Own(Box::pin(futures::stream::once(async { Err(status) }))),
+        }
+    }
+}
+
+fn interrupted() -> Status {
+    Status::unavailable("the event stream was interrupted; watch again from the last sequence")
+}
+
+/// A consumer of the watch's own, from its start position on.
+async fn own(stream: &JsStream, filter: Filter) -> Result<EventStream, Status> {
     let name = format!("slipway-watch-{}", uuid::Uuid::new_v4().simple());
     let consumer = stream.create_consumer(filter.consumer(&name)).await.map_err(|e| match e.kind() {
         // The server's own words, e.g. "consumer subject filters cannot overlap".
@@ -119,7 +209,7 @@ pub async fn open(stream: &JsStream, filter: Filter, shutdown: CancellationToken
             Status::unavailable("the event stream is unavailable; try again")
         }
     })?;
-    let cleanup = Cleanup { stream: stream.clone(), name };
+    let cleanup = Cleanup::new(stream.clone(), name);
     let messages = consumer.messages().await.map_err(|e| {
         tracing::warn!(error = %e, "Watch: reading the ordered consumer failed");
         Status::unavailable("the event stream is unavailable; try again")
@@ -127,27 +217,25 @@ pub async fn open(stream: &JsStream, filter: Filter, shutdown: CancellationToken
     let events = futures::stream::unfold((messages, filter, cleanup), |(mut messages, filter, cleanup)| async move {
         loop {
             let item = match messages.next().await? {
-                Ok(message) => match decode(&filter, &message) {
+                Ok(message) if !filter.matches(message.subject.as_str()) => continue,
+                Ok(message) => match event(&message) {
                     Some(event) => Ok(event),
                     None => continue,
                 },
                 Err(e) => {
                     tracing::warn!(error = %e, "Watch: the event stream failed");
-                    Err(Status::unavailable("the event stream was interrupted; watch again from the last sequence"))
+                    Err(interrupted())
                 }
             };
             return Some((item, (messages, filter, cleanup)));
         }
     });
-    Ok(Box::pin(events.take_until(shutdown.cancelled_owned())))
+    Ok(Box::pin(events))
 }
 
-/// The event in `message`, if it matches and decodes. Undecodable messages are skipped: a
-/// watcher wants the stream, not the first foreign message's error.
-fn decode(filter: &Filter, message: &Message) -> Option<v1::Event> {
-    if !filter.matches(message.subject.as_str()) {
-        return None;
-    }
+/// The event in `message`, if it decodes. Undecodable messages are skipped: a watcher wants
+/// the stream, not the first foreign message's error.
+pub(super) fn event(message: &Message) -> Option<v1::Event> {
     let sequence = message.info().ok()?.stream_sequence;
     let decoded = message.headers.as_ref().map(Envelope::from_headers).transpose().and_then(|envelope| {
         let envelope = envelope.ok_or_else(|| slipway_mesh::Error::Envelope("no headers".into()))?;
@@ -157,12 +245,18 @@ fn decode(filter: &Filter, message: &Message) -> Option<v1::Event> {
     decoded.inspect_err(|e| tracing::debug!(sequence, error = %e, "Watch: skipping an undecodable message")).ok()
 }
 
-/// Deletes the watch's consumer when its stream is dropped, rather than leaving it to the
+/// Deletes a watch's consumer when its stream is dropped, rather than leaving it to the
 /// server's inactivity timeout. (A consumer the ordered stream recreated after a gap carries
 /// a suffix and is left to that timeout.)
-struct Cleanup {
+pub(super) struct Cleanup {
     stream: jetstream::stream::Stream,
     name: String,
+}
+
+impl Cleanup {
+    pub(super) fn new(stream: jetstream::stream::Stream, name: String) -> Self {
+        Cleanup { stream, name }
+    }
 }
 
 impl Drop for Cleanup {
