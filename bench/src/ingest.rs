@@ -26,6 +26,20 @@ pub struct Args {
     /// Body size in bytes.
     #[arg(long, default_value_t = 8192)]
     pub body_bytes: usize,
+    /// The load generator: `wrk` (C, one thread, the least CPU per request, so more of a
+    /// 2-core machine goes to the server) or the built-in Rust client (a fixed request count).
+    #[arg(long, value_enum, default_value_t = Generator::Wrk)]
+    pub generator: Generator,
+    /// With wrk: seconds per measured run (wrk runs for a time, not a count).
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+}
+
+/// Which program sends the webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generator {
+    Wrk,
+    Builtin,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -115,6 +129,24 @@ pub async fn load(
     serde_json::from_str(line.trim()).with_context(|| format!("load output {line:?}"))
 }
 
+/// One run of the chosen generator against `url`: a short warm-up, or the measured run.
+async fn drive(args: &Args, url: &str, body: &Path, run_id: &str, warm_up: bool) -> anyhow::Result<Figures> {
+    match args.generator {
+        Generator::Wrk => {
+            if !crate::wrk::available() {
+                bail!("wrk is not installed (scripts/bootstrap installs it; or pass --generator builtin)");
+            }
+            let sig = signature::sign(SECRET.as_bytes(), &std::fs::read(body)?);
+            let seconds = if warm_up { 1 } else { args.seconds };
+            crate::wrk::load(url, body, &sig, seconds, args.concurrency, run_id).await
+        }
+        Generator::Builtin => {
+            let requests = if warm_up { args.requests.min(1000) } else { args.requests };
+            load(url, body, requests, args.concurrency, run_id).await
+        }
+    }
+}
+
 /// Acked JetStream publishes of `size`-byte messages, `window` in flight, unique msg ids.
 async fn raw_jetstream(url: &str, count: usize, window: usize, size: usize) -> anyhow::Result<f64> {
     let js = async_nats::jetstream::new(async_nats::connect(url).await?);
@@ -161,8 +193,8 @@ async fn adnanh_webhook(body: &Path, args: &Args, dir: &Path) -> anyhow::Result<
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    load(&url, body, 500, args.concurrency, "warm").await?;
-    let figures = load(&url, body, args.requests, args.concurrency, "run").await?;
+    drive(args, &url, body, "warm", true).await?;
+    let figures = drive(args, &url, body, "run", false).await?;
     drop(server);
     Ok(Some(figures))
 }
@@ -209,8 +241,8 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
     )?;
     server.wait_http_ok(&format!("http://127.0.0.1:{admin}/readyz"), Duration::from_secs(30)).await?;
     let url = format!("http://127.0.0.1:{http}/webhooks/github");
-    load(&url, &body, 1000, args.concurrency, "warm").await?;
-    let ingest = load(&url, &body, args.requests, args.concurrency, "run").await?;
+    drive(args, &url, &body, "warm", true).await?;
+    let ingest = drive(args, &url, &body, "run", false).await?;
     let raw = raw_jetstream(&nats.url(), args.requests, args.concurrency, args.body_bytes).await?;
     drop(server);
     let webhook = adnanh_webhook(&body, args, dir.path()).await?;
@@ -221,8 +253,8 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Report { ingest, raw, webhook, body_bytes: size } = measure(&args).await?;
     println!(
-        "\ningest benchmark: {} signed push webhooks of {size} bytes, {} in flight, loopback, 2 processes",
-        args.requests, args.concurrency
+        "\ningest benchmark: signed push webhooks of {size} bytes, {} in flight, loopback, load from {:?}",
+        args.concurrency, args.generator
     );
     println!("{:<34} {:>8} {:>7} {:>10} {:>9} {:>9}", "system", "requests", "errors", "per sec", "p50 ms", "p99 ms");
     row("slipway ingest (JetStream file)", &ingest);

@@ -3,7 +3,7 @@
 //! Targets are printed next to the figures; nothing here asserts on time.
 //!
 //! ```text
-//! cargo run --release -p slipway-bench -- ingest [--requests 20000] [--concurrency 32]
+//! cargo run --release -p slipway-bench -- ingest [--concurrency 32] [--generator wrk|builtin] [--seconds 5]
 //! cargo run --release -p slipway-bench -- promotion [--apps 1000] [--singles 100]
 //! ```
 //! The same binary plays the other roles (`ingest-server`, `load`, `watch-load`) as child
@@ -30,6 +30,7 @@ mod promotion;
 mod services;
 mod suite;
 mod watch;
+mod wrk;
 
 use clap::{Parser, Subcommand};
 

@@ -84,7 +84,14 @@ async fn services_rows(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 }
 
 async fn ingest_rows(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let r = ingest::measure(&ingest::Args { requests: args.requests, concurrency: 32, body_bytes: 8192 }).await?;
+    let r = ingest::measure(&ingest::Args {
+        requests: args.requests,
+        concurrency: 32,
+        body_bytes: 8192,
+        generator: ingest::Generator::Wrk,
+        seconds: 5,
+    })
+    .await?;
     let f = &r.ingest;
     rows.push(row(
         "ingest webhooks/s (8 KB, signed)",
