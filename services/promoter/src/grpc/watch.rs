@@ -22,7 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use super::hub::{Hub, Joined, subject_matches};
+use super::hub::{Batch, Hub, Joined, subject_matches};
 
 /// What `Watch` answers with.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send + 'static>>;
@@ -130,8 +130,8 @@ pub async fn open(stream: &JsStream, filter: Filter, shutdown: CancellationToken
     let events = match filter.start {
         DeliverPolicy::New => {
             let joined = Hub::join(stream).await?;
-            let ready = Vec::new().into_iter();
-            let live = Phase::Live(Box::new(LiveWatch { joined, stream: stream.clone(), filter, ready }));
+            let batch = Batch::from([]);
+            let live = Phase::Live(Box::new(LiveWatch { joined, stream: stream.clone(), filter, batch, next: 0 }));
             Box::pin(futures::stream::unfold(live, Phase::next))
         }
         _ => own(stream, filter).await?,
@@ -150,8 +150,23 @@ struct LiveWatch {
     joined: Joined,
     stream: JsStream,
     filter: Filter,
-    /// This watch's events of the batch in hand, still to be sent.
-    ready: std::vec::IntoIter<v1::Event>,
+    /// The batch in hand and the index of the next event to look at: each event is matched
+    /// and cloned only when it is its turn, with no per-batch list per watcher.
+    batch: Batch,
+    next: usize,
+}
+
+impl LiveWatch {
+    /// The next event of the batch in hand that this watch wants.
+    fn take(&mut self) -> Option<v1::Event> {
+        while let Some(live) = self.batch.get(self.next) {
+            self.next += 1;
+            if self.filter.wants(&live.subject) {
+                return Some(live.event.clone());
+            }
+        }
+        None
+    }
 }
 
 impl Phase {
@@ -163,14 +178,13 @@ impl Phase {
                 Phase::Own(mut events) => return events.next().await.map(|item| (item, Phase::Own(events))),
                 Phase::Live(live) => live,
             };
-            if let Some(event) = live.ready.next() {
+            if let Some(event) = live.take() {
                 return Some((Ok(event), Phase::Live(live)));
             }
             match live.joined.events.recv().await {
                 Ok(batch) => {
                     live.joined.after = batch.last().map_or(live.joined.after, |l| l.event.sequence);
-                    let wanted = batch.iter().filter(|l| live.filter.wants(&l.subject)).map(|l| l.event.clone());
-                    live.ready = wanted.collect::<Vec<_>>().into_iter();
+                    (live.batch, live.next) = (batch, 0);
                     phase = Phase::Live(live);
                 }
                 // Boxed: the resync's futures are large, and inline they would make every
