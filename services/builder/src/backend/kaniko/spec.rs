@@ -55,6 +55,11 @@ pub fn git_context(repository: &str, git_ref: &str, sha: &str) -> Result<(String
     } else {
         return Err(format!("kaniko clones over http(s) only; the repository is {repository}"));
     };
+    // kaniko splits the context at '#'; git allows it in branch names, and such a ref would
+    // be cut short and check out something else.
+    if git_ref.contains('#') {
+        return Err(format!("kaniko's git context cannot name the ref {git_ref:?}: it contains '#'"));
+    }
     let context =
         if git_ref.is_empty() { format!("git://{rest}#{sha}") } else { format!("git://{rest}#{git_ref}#{sha}") };
     Ok((context, method))
@@ -187,6 +192,8 @@ mod tests {
         assert_eq!(ctx, ("git://git.example/acme/m.git#refs/heads/main#abc".to_owned(), "https"));
         assert_eq!(git_context("http://g/r", "", "abc").expect("http").0, "git://g/r#abc");
         assert!(git_context("git://g/r", "refs/heads/main", "abc").is_err());
+        let hash = git_context("https://g/r", "refs/heads/fix#12", "abc").expect_err("a '#' in the ref");
+        assert!(hash.contains("fix#12"), "{hash}");
     }
 
     #[test]
