@@ -290,6 +290,18 @@ impl Demo {
         self.state.path()
     }
 
+    /// A buildah wrapper (its path) that pauses `secs` before each `bud`, so that a build lasts
+    /// long enough for a fault injected once it started to hit it mid-build.
+    pub fn slow_buildah(&self, secs: u64) -> String {
+        let path = self.scratch().join("slow-buildah");
+        let script = format!(
+            "#!/bin/sh\nfor a in \"$@\"; do if [ \"$a\" = bud ]; then sleep {secs}; fi; done\nexec buildah \"$@\"\n"
+        );
+        std::fs::write(&path, script).expect("write slow-buildah");
+        std::process::Command::new("chmod").arg("+x").arg(&path).status().expect("chmod");
+        path.display().to_string()
+    }
+
     /// The name of the services' database.
     pub fn db_name(&self) -> &str {
         self.db_url.rsplit('/').next().unwrap_or_default()

@@ -6,7 +6,7 @@
 //! post is in flight; the held request is then answered 503 and not counted, since its sender
 //! never learnt that it arrived.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Bytes;
@@ -87,6 +87,45 @@ impl Receiver {
     /// Lets the held request go (answered 503).
     pub fn release(&self) {
         self.shared.release.notify_one();
+    }
+
+    /// The notifier's config sending every event to this receiver, one at a time: while a
+    /// test holds a post, no other is in flight, so killing the notifier then cannot fall
+    /// between another post's 2xx and its being marked sent.
+    pub fn notifier_config(&self) -> String {
+        format!(
+            r#"concurrency = 1
+
+[retry]
+attempts = 10
+base_ms = 200
+max_ms = 2000
+
+[[destinations]]
+name = "receiver"
+provider = "webhook"
+url = "{}"
+signing_secret = "{}"
+
+[[routes]]
+destinations = ["receiver"]
+"#,
+            self.url, self.shared.secret
+        )
+    }
+
+    /// Asserts that every event of `expected` (id → kind) was acknowledged exactly once, none
+    /// else, and every post was correctly signed; returns how many there were.
+    pub fn assert_each_once(&self, expected: &BTreeMap<String, String>) -> usize {
+        assert!(self.refused().is_empty(), "badly signed posts: {:?}", self.refused());
+        let counts = self.counts();
+        let missing: Vec<_> = expected.iter().filter(|(id, _)| !counts.contains_key(*id)).collect();
+        let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).map(|(id, n)| (id, expected.get(id), n)).collect();
+        let unknown: Vec<_> = counts.keys().filter(|id| !expected.contains_key(*id)).collect();
+        assert!(missing.is_empty(), "{} of {} events never notified: {missing:#?}", missing.len(), expected.len());
+        assert!(doubled.is_empty(), "events notified more than once (id, kind, times): {doubled:#?}");
+        assert!(unknown.is_empty(), "notifications of events not in the stream: {unknown:?}");
+        expected.len()
     }
 }
 

@@ -108,8 +108,8 @@ impl Suite {
         let receiver = Receiver::start(NOTIFY_SECRET).await;
         let names: Vec<&str> = apps.iter().map(String::as_str).collect();
         let demo = Demo::start_apps(Database::Dedicated, &names).await;
-        demo.write_configs(&notifier_config(&receiver.url));
-        let buildah = slow_buildah(&demo);
+        demo.write_configs(&receiver.notifier_config());
+        let buildah = demo.slow_buildah(1);
         let overrides = Overrides {
             // A crashed consumer's messages come back, and a dead builder's build is taken
             // over, within seconds rather than the default 30 s.
@@ -301,19 +301,10 @@ impl Suite {
     }
 
     fn assert_each_notification_once(&self) {
-        assert!(self.receiver.refused().is_empty(), "badly signed posts: {:?}", self.receiver.refused());
-        let counts = self.receiver.counts();
-        let expected = self.notifiable();
-        let missing: Vec<_> = expected.iter().filter(|(id, _)| !counts.contains_key(*id)).collect();
-        let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).map(|(id, n)| (id, expected.get(id), n)).collect();
-        let unknown: Vec<_> = counts.keys().filter(|id| !expected.contains_key(*id)).collect();
-        assert!(missing.is_empty(), "{} of {} events never notified: {missing:#?}", missing.len(), expected.len());
-        assert!(doubled.is_empty(), "events notified more than once (id, kind, times): {doubled:#?}");
-        assert!(unknown.is_empty(), "notifications of events not in the stream: {unknown:?}");
+        let notified = self.receiver.assert_each_once(&self.notifiable());
         eprintln!(
-            "{} pushes, {} events each notified once (held and redone: {:?}), in {:.0}s",
+            "{} pushes, {notified} events each notified once (held and redone: {:?}), in {:.0}s",
             self.pushes.len(),
-            expected.len(),
             self.receiver.held(),
             self.started.elapsed().as_secs_f64()
         );
@@ -337,37 +328,4 @@ async fn collect(stream: JoinHandle<Vec<JoinHandle<Result<Pushed, String>>>>, se
         pushes.push(pushed.unwrap_or_else(|e| panic!("{e}\n{}", services.tails(30))));
     }
     pushes
-}
-
-/// buildah, after a pause of 1 s before each `bud`: with two builds at a time, the builder is
-/// mostly busy while the stream runs, so faults that fire meanwhile hit builds in flight.
-fn slow_buildah(demo: &Demo) -> String {
-    let path = demo.scratch().join("slow-buildah");
-    let script = "#!/bin/sh\nfor a in \"$@\"; do if [ \"$a\" = bud ]; then sleep 1; fi; done\nexec buildah \"$@\"\n";
-    std::fs::write(&path, script).expect("write slow-buildah");
-    std::process::Command::new("chmod").arg("+x").arg(&path).status().expect("chmod");
-    path.display().to_string()
-}
-
-/// Every event to the receiver, one at a time: while the test holds a post, no other is in
-/// flight, so killing the notifier then cannot fall between another post's 2xx and its mark.
-fn notifier_config(url: &str) -> String {
-    format!(
-        r#"concurrency = 1
-
-[retry]
-attempts = 10
-base_ms = 200
-max_ms = 2000
-
-[[destinations]]
-name = "receiver"
-provider = "webhook"
-url = "{url}"
-signing_secret = "{NOTIFY_SECRET}"
-
-[[routes]]
-destinations = ["receiver"]
-"#
-    )
 }
