@@ -63,13 +63,20 @@ impl AppMatcher {
         self.matches(push).into_keys().collect()
     }
 
-    /// Fills `push.changed_apps`.
-    pub fn annotate(&self, push: &mut v1::SourcePush) {
-        push.changed_apps = self.changed_apps(push).into_iter().map(String::from).collect();
+    /// Fills `push.changed_apps` and returns its [`build_requests`](Self::build_requests), with
+    /// the files of the push matched once (a push can list thousands).
+    pub fn annotate_and_request(&self, push: &mut v1::SourcePush) -> Vec<v1::BuildRequested> {
+        let matches = self.matches(push);
+        push.changed_apps = matches.keys().map(|app| app.as_str().to_owned()).collect();
+        self.requests(push, matches)
     }
 
     /// One `build.requested` per changed app; none for a deleted branch or a `[skip ci]` push.
     pub fn build_requests(&self, push: &v1::SourcePush) -> Vec<v1::BuildRequested> {
+        self.requests(push, self.matches(push))
+    }
+
+    fn requests(&self, push: &v1::SourcePush, matches: BTreeMap<AppName, usize>) -> Vec<v1::BuildRequested> {
         if push.skip_ci || push.deleted || push.after.is_empty() || push.after == ZERO_SHA {
             return Vec::new();
         }
@@ -81,7 +88,7 @@ impl AppMatcher {
             author: head_author.unwrap_or(&push.pusher).to_owned(),
         };
         let delivery = id_token(&push.delivery_id);
-        self.matches(push)
+        matches
             .into_iter()
             .map(|(app, last_commit)| v1::BuildRequested {
                 build_id: format!("gh-{delivery}-build-{app}"),
@@ -290,9 +297,8 @@ mod tests {
                 commit(SHA_B, "fix", &["apps/writer/b"], &[], &[]),
             ],
         );
-        m.annotate(&mut p);
+        let builds = m.annotate_and_request(&mut p);
         assert_eq!(p.changed_apps, ["writer"]);
-        let builds = m.build_requests(&p);
         assert_eq!(builds, m.build_requests(&p));
         assert_eq!(builds.len(), 1);
         let b = &builds[0];

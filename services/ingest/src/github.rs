@@ -171,8 +171,9 @@ impl Cx<'_> {
         if !git_ref.starts_with("refs/heads/") {
             return Ok(self.ignored(format!("push to {:?} is neither a branch nor a tag", printable(git_ref))));
         }
-        let commits = p.commits.iter().map(|c| self.commit(c)).collect::<Result<Vec<_>, _>>()?;
         let head_message = p.head_commit.as_ref().or(p.commits.last()).map(|c| c.message.as_str());
+        let skip_ci = head_message.is_some_and(skip_ci);
+        let commits = p.commits.into_iter().map(|c| self.commit(c)).collect::<Result<Vec<_>, _>>()?;
         Ok(Normalized::Push(v1::SourcePush {
             delivery_id: self.delivery_id.to_owned(),
             repository: repository.into(),
@@ -185,19 +186,20 @@ impl Cx<'_> {
             pusher,
             commits,
             changed_apps: Vec::new(),
-            skip_ci: head_message.is_some_and(skip_ci),
+            skip_ci,
         }))
     }
 
-    fn commit(&self, c: &payload::PushCommit) -> Result<v1::Commit, DecodeError> {
+    /// Moves the commit's strings over: a push of many commits is the largest payload.
+    fn commit(&self, c: payload::PushCommit) -> Result<v1::Commit, DecodeError> {
         let conv = conventional(&c.message);
         Ok(v1::Commit {
             sha: self.sha("commits[].id", c.id.as_deref())?,
-            message: c.message.clone(),
             author: handle_of(&[&c.author]),
-            added: c.added.clone(),
-            modified: c.modified.clone(),
-            removed: c.removed.clone(),
+            message: c.message,
+            added: c.added,
+            modified: c.modified,
+            removed: c.removed,
             conventional_type: conv.kind,
             conventional_scope: conv.scope,
             breaking: conv.breaking,

@@ -169,7 +169,7 @@ async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &s
         metrics::counter!("slipway_ingest_deduplicated_total").increment(1);
         return reply(StatusCode::OK, json!({ "status": "duplicate" }));
     }
-    let events = match plan::plan(&normalized, delivery, &state.matcher, state.publisher.source()) {
+    let events = match plan::plan(normalized, delivery, &state.matcher, state.publisher.source()) {
         Ok(events) => events,
         Err(e) => return reject(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
     };
@@ -207,7 +207,7 @@ pub(crate) enum Stored {
 pub(crate) async fn make_durable(state: &Webhooks, events: &[Prepared]) -> Result<Stored, String> {
     let connected = state.client.connection_state() == async_nats::connection::State::Connected;
     if connected && state.spool.is_empty() {
-        let batch: Vec<_> = events.iter().map(|e| (e.envelope.clone(), Bytes::from(e.body.clone()))).collect();
+        let batch: Vec<_> = events.iter().map(|e| (e.envelope.clone(), e.body.clone())).collect();
         match state.publisher.publish_batch(&batch).await {
             Ok(acks) if !acks.is_empty() && acks.iter().all(|a| a.duplicate) => return Ok(Stored::AlreadyInStream),
             Ok(_) => return Ok(Stored::Published),

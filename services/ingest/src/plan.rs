@@ -15,8 +15,8 @@ use slipway_mesh::{Envelope, EventId, EventPayload};
 pub struct Prepared {
     /// CloudEvents attributes, with the derived id.
     pub envelope: Envelope,
-    /// proto3 JSON body.
-    pub body: Vec<u8>,
+    /// proto3 JSON body (shared, not copied, by the publish).
+    pub body: bytes::Bytes,
 }
 
 /// True when `id` can be an `X-GitHub-Delivery` (a GUID in practice): 1–64 of `[A-Za-z0-9-]`.
@@ -36,7 +36,7 @@ impl Planner<'_> {
     fn add<E: EventPayload>(&mut self, payload: &E) -> Result<(), slipway_mesh::Error> {
         let id = EventId::parse(&format!("{}-{}-{}", self.prefix, self.delivery, self.out.len()))?;
         let (envelope, body) = slipway_mesh::prepare_with_id(id, self.source, payload)?;
-        self.out.push(Prepared { envelope, body });
+        self.out.push(Prepared { envelope, body: body.into() });
         Ok(())
     }
 }
@@ -58,32 +58,31 @@ pub fn commands(
 
 /// The events of one delivery. `delivery` must satisfy [`valid_delivery_id`].
 pub fn plan(
-    normalized: &Normalized,
+    normalized: Normalized,
     delivery: &str,
     matcher: &AppMatcher,
     source: &str,
 ) -> Result<Vec<Prepared>, slipway_mesh::Error> {
     let mut p = Planner { prefix: "gh", delivery, source, out: Vec::new() };
     match normalized {
-        Normalized::Push(push) => {
-            let mut push = push.clone();
-            matcher.annotate(&mut push);
+        Normalized::Push(mut push) => {
+            let requests = matcher.annotate_and_request(&mut push);
             p.add(&push)?;
-            for request in matcher.build_requests(&push) {
+            for request in requests {
                 p.add(&request)?;
             }
         }
         Normalized::Tag(tag) => {
-            p.add(tag)?;
-            for request in matcher.tag_build_requests(tag) {
+            p.add(&tag)?;
+            for request in matcher.tag_build_requests(&tag) {
                 p.add(&request)?;
             }
         }
-        Normalized::PullRequest(pr) => p.add(pr)?,
-        Normalized::TestGate(gate) => p.add(gate)?,
-        Normalized::Ping(ping) => p.add(ping)?,
+        Normalized::PullRequest(pr) => p.add(&pr)?,
+        Normalized::TestGate(gate) => p.add(&gate)?,
+        Normalized::Ping(ping) => p.add(&ping)?,
         Normalized::Comment(comment) => {
-            for command in chatops::comment_commands(comment) {
+            for command in chatops::comment_commands(&comment) {
                 p.add(&command)?;
             }
         }
