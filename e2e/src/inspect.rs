@@ -1,6 +1,7 @@
 //! Reading back what the services did: the events in the `SLIPWAY` stream, the tags in the
 //! registry, and the GitOps repository's commits with their `Slipway-*` trailers.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -71,6 +72,12 @@ impl EventLog {
     /// The last sequence read.
     pub fn last_seq(&self) -> u64 {
         self.next - 1
+    }
+
+    /// Event id → kind of every event the notifier must post: all but its own.
+    pub fn notifiable(&self) -> BTreeMap<String, String> {
+        let events = self.events.iter().filter(|e| !e.subject.starts_with("slipway.notification."));
+        events.map(|e| (e.id.clone(), e.kind())).collect()
     }
 
     /// The events of `kind` (`build.succeeded`) for commit `sha`.

@@ -14,7 +14,7 @@
 //! trailers and its tag in the app's dev overlay, and every event reached the receiver exactly
 //! once, correctly signed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use slipway_e2e::demo::{AppRepo, WEBHOOK_SECRET};
@@ -240,7 +240,7 @@ impl Suite {
             }
             if self.log.refresh().await.is_ok() {
                 let counts = self.receiver.counts();
-                let complete = in_dev && self.notifiable().keys().all(|id| counts.contains_key(id));
+                let complete = in_dev && self.log.notifiable().keys().all(|id| counts.contains_key(id));
                 if !complete || self.log.last_seq() != last_seq {
                     (last_seq, quiet_since) = (self.log.last_seq(), Instant::now());
                 } else if quiet_since.elapsed() >= QUIET {
@@ -251,12 +251,6 @@ impl Suite {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         eprintln!("not settled after {SETTLE_TIMEOUT:?}");
-    }
-
-    /// Event id → kind of every event the notifier must post: all but its own.
-    fn notifiable(&self) -> BTreeMap<String, String> {
-        let events = self.log.events.iter().filter(|e| !e.subject.starts_with("slipway.notification."));
-        events.map(|e| (e.id.clone(), e.kind())).collect()
     }
 
     async fn assert_one_build_each(&self) {
@@ -301,7 +295,7 @@ impl Suite {
     }
 
     fn assert_each_notification_once(&self) {
-        let notified = self.receiver.assert_each_once(&self.notifiable());
+        let notified = self.receiver.assert_each_once(&self.log.notifiable());
         eprintln!(
             "{} pushes, {notified} events each notified once (held and redone: {:?}), in {:.0}s",
             self.pushes.len(),

@@ -4,6 +4,10 @@
 //! ignored) and leave nothing in the `SLIPWAY` stream but what a well-formed delivery makes;
 //! each test also sends one well-formed delivery, so a harness that refuses everything fails.
 
+mod common;
+
+use common::stream_messages;
+
 use serde_json::{Value, json};
 use slipway_ingest::config::{ChatopsConfig, GithubConfig, HttpConfig, SpoolConfig};
 use slipway_ingest::{Config, apps::AppRule, serve, signature};
@@ -115,21 +119,6 @@ impl Ingest {
         self.shutdown.cancel();
         self.task.await.expect("join").expect("serve");
     }
-}
-
-/// Every message of the `SLIPWAY` stream: (subject, JSON body).
-async fn stream_messages(nats: &NatsServer) -> Vec<(String, Value)> {
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream("SLIPWAY").await.expect("stream");
-    let last = stream.info().await.expect("info").state.last_sequence;
-    let mut out = Vec::new();
-    for seq in 1..=last {
-        if let Ok(m) = stream.get_raw_message(seq).await {
-            out.push((m.subject.to_string(), serde_json::from_slice(&m.payload).unwrap_or(Value::Null)));
-        }
-    }
-    out
 }
 
 /// Subjects made only of Slipway's token grammar (`slipway.<[a-z0-9-]+>...`).

@@ -1,6 +1,10 @@
 //! ingest end to end against real nats-server and PostgreSQL: every fixture signed and
 //! tampered, redelivery, malformed and oversized bodies, and the spool while NATS is down.
 
+mod common;
+
+use common::stream_messages;
+
 use serde_json::Value;
 use slipway_ingest::config::{ChatopsConfig, GithubConfig, SpoolConfig};
 use slipway_ingest::{Config, apps::AppRule, serve, signature};
@@ -99,21 +103,6 @@ impl Ingest {
         self.shutdown.cancel();
         self.task.await.expect("join").expect("serve");
     }
-}
-
-async fn stream_messages(nats: &NatsServer) -> Vec<(String, Value)> {
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream("SLIPWAY").await.expect("stream");
-    let last = stream.info().await.expect("info").state.last_sequence;
-    let mut out = Vec::new();
-    for seq in 1..=last {
-        if let Ok(m) = stream.get_raw_message(seq).await {
-            let body = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
-            out.push((m.subject.to_string(), body));
-        }
-    }
-    out
 }
 
 fn delivery_id(n: usize) -> String {
