@@ -206,7 +206,7 @@ async fn events(
     };
     let request = v1::WatchRequest { start: Some(v1::watch_request::Start::FromSequence(start)), ..Default::default() };
     let filter = Filter::from_request(&request)?;
-    let events = watch::open(&live.stream, filter, live.shutdown.clone()).await?;
+    let events = watch::open::<v1::Event>(&live.stream, filter, live.shutdown.clone()).await?;
     // An interrupted stream ends the response; the browser reconnects from its last id.
     let sse = events.take_while(|e| futures::future::ready(e.is_ok())).filter_map(|e| async move {
         let event = e.ok()?;

@@ -6,11 +6,12 @@
 //! among `[[admin_api.tokens]]`) → the handler ([`service::AdminApi`]), which checks the role
 //! the method needs, continues the caller's trace from the metadata, validates names and calls
 //! the [`Promoter`] as the token's name. `Watch` streams events from the `SLIPWAY` stream
-//! ([`watch`]). The standard health (`grpc.health.v1`) and reflection services are served
+//! ([`watch`]), each live event encoded once for all watchers ([`route`]). The standard health (`grpc.health.v1`) and reflection services are served
 //! alongside, without a token.
 
 pub mod auth;
 mod hub;
+mod route;
 pub mod service;
 mod status;
 pub mod watch;
@@ -85,7 +86,7 @@ pub async fn serve(
     // grpcurl and most tools ask v1 first and fall back to v1alpha.
     let reflection_v1 = reflection().build_v1().context("admin API reflection (v1)")?;
     let reflection_v1alpha = reflection().build_v1alpha().context("admin API reflection (v1alpha)")?;
-    let api = AdminServiceServer::with_interceptor(AdminApi::new(promoter, stream, shutdown.clone()), listener.tokens);
+    let api = route::AdminRoute::new(AdminApi::new(promoter, stream, shutdown.clone()), listener.tokens);
     let mut server = Server::builder();
     if let Some(tls) = listener.tls {
         server = server.tls_config(tls).context("admin_api.tls")?;

@@ -190,6 +190,7 @@ async fn admin_api_checks_tokens_approves_through_grpc_and_watches_events() {
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
 
     // Watch replays from sequence 1, then follows a live event; leaving deletes its consumer.
+    // (The replay is the generic path: an event decoded, then encoded per watcher.)
     let watch = v1::WatchRequest {
         app: "writer".into(),
         start: Some(v1::watch_request::Start::FromSequence(1)),
@@ -206,6 +207,9 @@ async fn admin_api_checks_tokens_approves_through_grpc_and_watches_events() {
         (last, seen) = (event.sequence, [seen, vec![event.r#type]].concat());
     }
     assert!(seen.iter().any(|t| t == "io.slipway.approval.granted.v1"), "{seen:?}");
+    // A live watch (no start) gets the hub's encoded bytes: the same event, field for field.
+    let live_only = v1::WatchRequest { app: "writer".into(), stage: "staging".into(), ..Default::default() };
+    let mut hub_events = as_role(&channel, "vera").watch(live_only).await.expect("live watch").into_inner();
     publisher.publish(&healthy("staging", &staging_id)).await.expect("publish healthy");
     let live = loop {
         let event = next(&mut events).await;
@@ -213,10 +217,11 @@ async fn admin_api_checks_tokens_approves_through_grpc_and_watches_events() {
             break event;
         }
     };
-    let Some(v1::event::Payload::PromotionHealthy(payload)) = live.payload else { panic!("{live:?}") };
+    let Some(v1::event::Payload::PromotionHealthy(payload)) = &live.payload else { panic!("{live:?}") };
     assert_eq!(payload.promotion_id, staging_id);
-    assert_eq!(watch_consumers(&js).await.len(), 1);
-    drop(events);
+    assert_eq!(next(&mut hub_events).await, live, "the live watch's event differs from the replayed one");
+    assert_eq!(watch_consumers(&js).await.len(), 2, "the replaying watch's own consumer and the hub's");
+    drop((events, hub_events));
     for _ in 0..100 {
         if watch_consumers(&js).await.is_empty() {
             break;

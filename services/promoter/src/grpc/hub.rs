@@ -3,7 +3,7 @@
 //! thousand consumers on nats-server, each delivering every message over the connection).
 //!
 //! Events flow: one ordered consumer (new events only, the whole stream) → decoded once into
-//! a `v1::Event` → batched for at most [`LINGER`] → a tokio broadcast channel → each watcher,
+//! a `v1::Event` and encoded once into its protobuf bytes → batched for at most [`LINGER`] → a tokio broadcast channel → each watcher,
 //! which matches subjects, app and stage itself. The channel never waits for a receiver: a
 //! watcher that falls more than [`CAPACITY`] batches behind gets `Lagged` and resyncs from its
 //! own consumer (see `watch::open`), so one slow client never holds back the others.
@@ -21,7 +21,9 @@ use async_nats::jetstream::Message;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered as Messages, OrderedConfig};
 use async_nats::jetstream::stream::Stream as JsStream;
+use bytes::Bytes;
 use futures::StreamExt as _;
+use prost::Message as _;
 use slipway_mesh::v1;
 use tokio::sync::{Mutex, broadcast};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -53,6 +55,8 @@ pub struct Live {
     pub subject: String,
     /// The event, with its stream sequence.
     pub event: v1::Event,
+    /// Its protobuf encoding, which gRPC watchers send as it is.
+    pub encoded: Bytes,
 }
 
 /// The stream's name and creation time: a stream of another server or a recreated one is
@@ -178,7 +182,8 @@ fn take<E: std::fmt::Display>(next: Option<Result<Message, E>>, batch: &mut Vec<
     match next {
         Some(Ok(message)) => {
             if let Some(event) = event(&message) {
-                batch.push(Live { subject: message.subject.to_string(), event });
+                let encoded = event.encode_to_vec().into();
+                batch.push(Live { subject: message.subject.to_string(), event, encoded });
             }
             true
         }

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, Span};
 
 use super::auth::{Caller, authorize};
-use super::watch::{self, EventStream, Filter};
+use super::watch::{self, Delivery, Encoded, EventStream, Filter};
 use crate::config::Role;
 use crate::promoter::{Promoter, Reply};
 
@@ -221,7 +221,26 @@ impl AdminService for AdminApi {
         .await
     }
 
+    /// Served by [`super::route`] as [`AdminApi::watch_encoded`]; this path is what a server
+    /// built from the generated code alone would answer with, the same events decoded.
     async fn watch(&self, request: Request<v1::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        self.open_watch(request).await
+    }
+}
+
+impl AdminApi {
+    /// `Watch`, yielding each event's protobuf bytes, shared among live watchers.
+    pub async fn watch_encoded(
+        &self,
+        request: Request<v1::WatchRequest>,
+    ) -> Result<Response<EventStream<Encoded>>, Status> {
+        self.open_watch(request).await
+    }
+
+    async fn open_watch<T: Delivery>(
+        &self,
+        request: Request<v1::WatchRequest>,
+    ) -> Result<Response<EventStream<T>>, Status> {
         let (_, span) = begin(&request, "Watch", Role::Viewer)?;
         let filter = Filter::from_request(request.get_ref())?;
         let events = watch::open(&self.stream, filter, self.shutdown.clone()).instrument(span).await?;

@@ -8,13 +8,16 @@
 //! the client goes away the stream is dropped and any consumer of its own deleted; shutdown
 //! ends every stream so the server can stop.
 
+use std::marker::PhantomData;
 use std::pin::Pin;
 
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::stream::{ConsumerErrorKind, Stream as JsStream};
 use async_nats::jetstream::{self, Message};
+use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
+use prost::Message as _;
 use slipway_mesh::names::{AppName, EnvName, is_token};
 use slipway_mesh::v1::{self, watch_request::Start};
 use slipway_mesh::{Envelope, decode_payload, to_event};
@@ -22,10 +25,42 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use super::hub::{Batch, Hub, Joined, subject_matches};
+use super::hub::{Batch, Hub, Joined, Live, subject_matches};
 
-/// What `Watch` answers with.
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send + 'static>>;
+/// What a watch answers with: decoded events by default (the SSE dashboard), or their
+/// protobuf encoding ([`Encoded`], the gRPC route).
+pub type EventStream<T = v1::Event> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// An event's protobuf encoding, made once by the hub for all live watchers: a watcher then
+/// sends shared bytes instead of cloning and encoding the event once per watcher.
+#[derive(Debug, Clone)]
+pub struct Encoded(pub Bytes);
+
+/// What a watch yields per event.
+pub trait Delivery: Send + 'static {
+    /// A live event of the hub, shared by every watcher.
+    fn live(live: &Live) -> Self;
+    /// An event of the watch's own consumer.
+    fn own(event: v1::Event) -> Self;
+}
+
+impl Delivery for v1::Event {
+    fn live(live: &Live) -> Self {
+        live.event.clone()
+    }
+    fn own(event: v1::Event) -> Self {
+        event
+    }
+}
+
+impl Delivery for Encoded {
+    fn live(live: &Live) -> Self {
+        Encoded(live.encoded.clone())
+    }
+    fn own(event: v1::Event) -> Self {
+        Encoded(event.encode_to_vec().into())
+    }
+}
 
 /// At most this many subject filters per call.
 const MAX_SUBJECTS: usize = 16;
@@ -126,13 +161,17 @@ fn subject(s: &str) -> Result<String, Status> {
 
 /// The requested events until the client goes away or `shutdown`: live watches join the
 /// stream's [`Hub`]; a watch with a start position reads its own consumer throughout.
-pub async fn open(stream: &JsStream, filter: Filter, shutdown: CancellationToken) -> Result<EventStream, Status> {
-    let events = match filter.start {
+pub async fn open<T: Delivery>(
+    stream: &JsStream,
+    filter: Filter,
+    shutdown: CancellationToken,
+) -> Result<EventStream<T>, Status> {
+    let events: EventStream<T> = match filter.start {
         DeliverPolicy::New => {
             let joined = Hub::join(stream).await?;
             let batch = Batch::from([]);
-            let live = Phase::Live(Box::new(LiveWatch { joined, stream: stream.clone(), filter, batch, next: 0 }));
-            Box::pin(futures::stream::unfold(live, Phase::next))
+            let watch = LiveWatch { joined, stream: stream.clone(), filter, batch, next: 0, delivery: PhantomData };
+            Box::pin(futures::stream::unfold(Phase::Live(Box::new(watch)), Phase::next))
         }
         _ => own(stream, filter).await?,
     };
@@ -140,13 +179,13 @@ pub async fn open(stream: &JsStream, filter: Filter, shutdown: CancellationToken
 }
 
 /// Where a live watch reads from: the hub, or (after falling behind it) its own consumer.
-enum Phase {
-    Live(Box<LiveWatch>),
-    Own(EventStream),
+enum Phase<T> {
+    Live(Box<LiveWatch<T>>),
+    Own(EventStream<T>),
     Done,
 }
 
-struct LiveWatch {
+struct LiveWatch<T> {
     joined: Joined,
     stream: JsStream,
     filter: Filter,
@@ -154,23 +193,24 @@ struct LiveWatch {
     /// and cloned only when it is its turn, with no per-batch list per watcher.
     batch: Batch,
     next: usize,
+    delivery: PhantomData<fn() -> T>,
 }
 
-impl LiveWatch {
+impl<T: Delivery> LiveWatch<T> {
     /// The next event of the batch in hand that this watch wants.
-    fn take(&mut self) -> Option<v1::Event> {
+    fn take(&mut self) -> Option<T> {
         while let Some(live) = self.batch.get(self.next) {
             self.next += 1;
             if self.filter.wants(&live.subject) {
-                return Some(live.event.clone());
+                return Some(T::live(live));
             }
         }
         None
     }
 }
 
-impl Phase {
-    async fn next(self) -> Option<(Result<v1::Event, Status>, Phase)> {
+impl<T: Delivery> Phase<T> {
+    async fn next(self) -> Option<(Result<T, Status>, Phase<T>)> {
         let mut phase = self;
         loop {
             let mut live = match phase {
@@ -197,7 +237,7 @@ impl Phase {
 
     /// A watcher that fell behind the hub carries on from its own consumer, starting right
     /// after the last event it received, so it loses nothing and the hub never waits.
-    async fn resync(live: LiveWatch, missed: u64) -> Phase {
+    async fn resync(live: LiveWatch<T>, missed: u64) -> Phase<T> {
         let start_sequence = live.joined.after + 1;
         tracing::info!(missed, start_sequence, "Watch: a watcher fell behind; it continues on its own consumer");
         let filter = Filter { start: DeliverPolicy::ByStartSequence { start_sequence }, ..live.filter };
@@ -213,7 +253,7 @@ fn interrupted() -> Status {
 }
 
 /// A consumer of the watch's own, from its start position on.
-async fn own(stream: &JsStream, filter: Filter) -> Result<EventStream, Status> {
+async fn own<T: Delivery>(stream: &JsStream, filter: Filter) -> Result<EventStream<T>, Status> {
     let name = format!("slipway-watch-{}", uuid::Uuid::new_v4().simple());
     let consumer = stream.create_consumer(filter.consumer(&name)).await.map_err(|e| match e.kind() {
         // The server's own words, e.g. "consumer subject filters cannot overlap".
@@ -233,7 +273,7 @@ async fn own(stream: &JsStream, filter: Filter) -> Result<EventStream, Status> {
             let item = match messages.next().await? {
                 Ok(message) if !filter.matches(message.subject.as_str()) => continue,
                 Ok(message) => match event(&message) {
-                    Some(event) => Ok(event),
+                    Some(event) => Ok(T::own(event)),
                     None => continue,
                 },
                 Err(e) => {
