@@ -33,6 +33,56 @@ pub struct Args {
     /// With wrk: seconds per measured run (wrk runs for a time, not a count).
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+    /// The push webhook sent.
+    #[arg(long, value_enum, default_value_t = Payload::Github)]
+    pub payload: Payload,
+}
+
+/// What the pushes look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Payload {
+    /// GitHub's own push payload (the octokit fixture of a branch push: one commit and the
+    /// full repository, sender and pusher objects, 8.8 KB) sent to `main`, touching
+    /// `apps/writer`: what a webhook of a one-commit push weighs.
+    Github,
+    /// A synthetic push of small commits padded to `--body-bytes`: every byte is a commit
+    /// ingest decodes and carries into the source event, the worst case for its work.
+    Commits,
+}
+
+impl Payload {
+    /// The body sent.
+    pub fn body(self, size: usize) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Payload::Github => github_push(),
+            Payload::Commits => Ok(push_body(size)),
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Payload::Github => "GitHub's push payload, 1 commit",
+            Payload::Commits => "small commits only",
+        }
+    }
+}
+
+/// The fixture `push/with-new-branch.payload.json`, sent to `main` with its one commit
+/// changing `apps/writer`, so that it builds like any push touching the app.
+fn github_push() -> anyhow::Result<Vec<u8>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/github-webhooks/push/with-new-branch.payload.json");
+    let text = std::fs::read(&path).with_context(|| format!("reading the push fixture {}", path.display()))?;
+    let mut push: serde_json::Value = serde_json::from_slice(&text)?;
+    push["ref"] = "refs/heads/main".into();
+    let touch = |commit: &mut serde_json::Value| {
+        commit["added"] = serde_json::json!([]);
+        commit["modified"] = serde_json::json!(["apps/writer/src/main.rs"]);
+    };
+    push["commits"].as_array_mut().into_iter().flatten().for_each(touch);
+    touch(&mut push["head_commit"]);
+    // Pretty-printed as GitHub sends it.
+    Ok(serde_json::to_vec_pretty(&push)?)
 }
 
 /// Which program sends the webhooks.
@@ -147,12 +197,15 @@ async fn drive(args: &Args, url: &str, body: &Path, run_id: &str, warm_up: bool)
     }
 }
 
-/// Acked JetStream publishes of `size`-byte messages, `window` in flight, unique msg ids.
-async fn raw_jetstream(url: &str, count: usize, window: usize, size: usize) -> anyhow::Result<f64> {
+/// Acked JetStream publishes of `size`-byte messages, `window` in flight, unique msg ids, for
+/// `seconds` (as long as the ingest run, so both see the same phase of the machine).
+async fn raw_jetstream(url: &str, seconds: f64, window: usize, size: usize) -> anyhow::Result<f64> {
     let js = async_nats::jetstream::new(async_nats::connect(url).await?);
     let payload = bytes::Bytes::from(vec![b'x'; size]);
     let started = Instant::now();
-    let acks = futures::stream::iter(0..count)
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let acks = futures::stream::iter(0..)
+        .take_while(|_| futures::future::ready(Instant::now() < deadline))
         .map(|n| {
             let (js, payload) = (js.clone(), payload.clone());
             async move {
@@ -162,11 +215,46 @@ async fn raw_jetstream(url: &str, count: usize, window: usize, size: usize) -> a
             }
         })
         .buffer_unordered(window);
-    let failures = acks.filter(|r| futures::future::ready(r.is_err())).count().await;
+    let (count, failures) =
+        acks.fold((0usize, 0usize), |(n, f), r| futures::future::ready((n + 1, f + usize::from(r.is_err())))).await;
     if failures > 0 {
         bail!("{failures} raw publishes failed");
     }
     Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let Some(stat) = pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse().ok()).collect();
+    // Linux reports in USER_HZ, 100 on every architecture it runs on.
+    ticks.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// CPU time the whole machine has been busy so far (all cores, every state but idle and
+/// iowait), from the first line of `/proc/stat`.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> =
+        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    let busy: u64 = fields.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    busy as f64 / 100.0
+}
+
+/// CPU microseconds per webhook (or per raw publish) spent by each process of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub ingest_us: f64,
+    pub nats_us: f64,
+    /// Everything else busy meanwhile: the load generator, PostgreSQL, the kernel's network
+    /// work not charged to a process.
+    pub rest_us: f64,
+    pub nats_raw_us: f64,
+    pub raw_publisher_us: f64,
 }
 
 async fn adnanh_webhook(body: &Path, args: &Args, dir: &Path) -> anyhow::Result<Option<Figures>> {
@@ -211,6 +299,7 @@ pub struct Report {
     pub raw: f64,
     pub webhook: Option<Figures>,
     pub body_bytes: u64,
+    pub cpu: Cpu,
 }
 
 /// The orchestrator: servers, ingest child, load child, raw rate, comparison.
@@ -219,7 +308,7 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
     let db = shared_database().await?;
     let dir = tempfile::tempdir()?;
     let body = dir.path().join("push.json");
-    std::fs::write(&body, push_body(args.body_bytes))?;
+    std::fs::write(&body, args.payload.body(args.body_bytes)?)?;
     let (http, admin) = (free_port(), free_port());
     let exe = std::env::current_exe()?;
     let server = ServiceProcess::spawn_with_args(
@@ -242,27 +331,49 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
     server.wait_http_ok(&format!("http://127.0.0.1:{admin}/readyz"), Duration::from_secs(30)).await?;
     let url = format!("http://127.0.0.1:{http}/webhooks/github");
     drive(args, &url, &body, "warm", true).await?;
+    let before = (cpu_seconds(server.pid()), cpu_seconds(nats.pid()), machine_busy_seconds());
     let ingest = drive(args, &url, &body, "run", false).await?;
-    let raw = raw_jetstream(&nats.url(), args.requests, args.concurrency, args.body_bytes).await?;
+    let after = (cpu_seconds(server.pid()), cpu_seconds(nats.pid()), machine_busy_seconds());
+    let per_webhook = |spent: f64| spent * 1e6 / ingest.requests.max(1) as f64;
     drop(server);
+    let before_raw = (cpu_seconds(nats.pid()), cpu_seconds(Some(std::process::id())));
+    let raw = raw_jetstream(&nats.url(), ingest.seconds, args.concurrency, args.body_bytes).await?;
+    let after_raw = (cpu_seconds(nats.pid()), cpu_seconds(Some(std::process::id())));
+    let raw_count = raw * ingest.seconds;
+    let per_raw = |spent: f64| spent * 1e6 / raw_count.max(1.0);
+    let cpu = Cpu {
+        ingest_us: per_webhook(after.0 - before.0),
+        nats_us: per_webhook(after.1 - before.1),
+        rest_us: per_webhook((after.2 - before.2) - (after.0 - before.0) - (after.1 - before.1)),
+        nats_raw_us: per_raw(after_raw.0 - before_raw.0),
+        raw_publisher_us: per_raw(after_raw.1 - before_raw.1),
+    };
     let webhook = adnanh_webhook(&body, args, dir.path()).await?;
-    Ok(Report { ingest, raw, webhook, body_bytes: std::fs::metadata(&body)?.len() })
+    Ok(Report { ingest, raw, webhook, body_bytes: std::fs::metadata(&body)?.len(), cpu })
 }
 
 /// Measures and prints the table.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let Report { ingest, raw, webhook, body_bytes: size } = measure(&args).await?;
+    let Report { ingest, raw, webhook, body_bytes: size, cpu } = measure(&args).await?;
     println!(
-        "\ningest benchmark: signed push webhooks of {size} bytes, {} in flight, loopback, load from {:?}",
-        args.concurrency, args.generator
+        "\ningest benchmark: signed push webhooks of {size} bytes ({}), {} in flight, loopback, load from {:?}",
+        args.payload.describe(),
+        args.concurrency,
+        args.generator
     );
     println!("{:<34} {:>8} {:>7} {:>10} {:>9} {:>9}", "system", "requests", "errors", "per sec", "p50 ms", "p99 ms");
     row("slipway ingest (JetStream file)", &ingest);
-    println!("{:<34} {:>8} {:>7} {raw:>10.0} {:>9} {:>9}", "raw JetStream publish (acked)", args.requests, 0, "-", "-");
+    let raw_count = (raw * ingest.seconds).round();
+    println!("{:<34} {raw_count:>8} {:>7} {raw:>10.0} {:>9} {:>9}", "raw JetStream publish (acked)", 0, "-", "-");
     match &webhook {
         Some(f) => row("adnanh webhook (HMAC, /bin/true)", f),
         None => println!("adnanh webhook: not installed (apt-get install webhook)"),
     }
+    println!(
+        "\nCPU per webhook: ingest {:.0} us, nats-server {:.0} us, the rest (load generator, PostgreSQL, kernel) {:.0} us\n\
+         CPU per raw publish: nats-server {:.0} us, publisher {:.0} us",
+        cpu.ingest_us, cpu.nats_us, cpu.rest_us, cpu.nats_raw_us, cpu.raw_publisher_us
+    );
     let ratio = ingest.per_second / raw;
     println!(
         "\ntargets: >= 10000/s: {:.0}/s | p99 <= 15 ms: {:.2} ms | >= 0.5 x raw JetStream: {ratio:.2} x",

@@ -92,6 +92,7 @@ async fn ingest_rows(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         body_bytes: 8192,
         generator: ingest::Generator::Wrk,
         seconds: 5,
+        payload: ingest::Payload::Github,
     })
     .await?;
     let f = &r.ingest;
