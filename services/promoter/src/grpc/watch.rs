@@ -25,7 +25,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use super::hub::{Batch, Hub, Joined, Live, subject_matches};
+use super::hub::{Batch, Hub, Joined, Live, SubjectFilter};
 
 /// What a watch answers with: decoded events by default (the SSE dashboard), or their
 /// protobuf encoding ([`Encoded`], the gRPC route).
@@ -69,6 +69,8 @@ const MAX_SUBJECTS: usize = 16;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
     subjects: Vec<String>,
+    /// The same, made for matching the hub's events.
+    compiled: Vec<SubjectFilter>,
     app: Option<AppName>,
     stage: Option<EnvName>,
     start: DeliverPolicy,
@@ -95,7 +97,8 @@ impl Filter {
             }
         };
         let invalid = |e: slipway_mesh::Error| Status::invalid_argument(e.to_string());
-        Ok(Filter { subjects, app: app.map_err(invalid)?, stage: stage.map_err(invalid)?, start })
+        let compiled = subjects.iter().map(|s| SubjectFilter::new(s)).collect();
+        Ok(Filter { subjects, compiled, app: app.map_err(invalid)?, stage: stage.map_err(invalid)?, start })
     }
 
     /// True when an event on `subject` is about the requested app and stage. Subjects are
@@ -124,7 +127,7 @@ impl Filter {
     /// True when the hub's event on `subject` is for this watch: one of the subject filters
     /// (any subject when there are none), then app and stage.
     fn wants(&self, subject: &str) -> bool {
-        (self.subjects.is_empty() || self.subjects.iter().any(|f| subject_matches(f, subject))) && self.matches(subject)
+        (self.compiled.is_empty() || self.compiled.iter().any(|f| f.matches(subject))) && self.matches(subject)
     }
 
     fn consumer(&self, name: &str) -> OrderedConfig {
@@ -166,16 +169,13 @@ pub async fn open<T: Delivery>(
     filter: Filter,
     shutdown: CancellationToken,
 ) -> Result<EventStream<T>, Status> {
-    let events: EventStream<T> = match filter.start {
-        DeliverPolicy::New => {
-            let joined = Hub::join(stream).await?;
-            let batch = Batch::from([]);
-            let watch = LiveWatch { joined, stream: stream.clone(), filter, batch, next: 0, delivery: PhantomData };
-            Box::pin(futures::stream::unfold(Phase::Live(Box::new(watch)), Phase::next))
-        }
-        _ => own(stream, filter).await?,
-    };
-    Ok(Box::pin(events.take_until(shutdown.cancelled_owned())))
+    if filter.start != DeliverPolicy::New {
+        return Ok(Box::pin(own(stream, filter).await?.take_until(shutdown.cancelled_owned())));
+    }
+    let joined = Hub::join(stream).await?;
+    let batch = Batch::from([]);
+    let watch = LiveWatch { joined, stream: stream.clone(), filter, batch, next: 0, shutdown, delivery: PhantomData };
+    Ok(Box::pin(futures::stream::unfold(Phase::Live(Box::new(watch)), Phase::next)))
 }
 
 /// Where a live watch reads from: the hub, or (after falling behind it) its own consumer.
@@ -193,6 +193,9 @@ struct LiveWatch<T> {
     /// and cloned only when it is its turn, with no per-batch list per watcher.
     batch: Batch,
     next: usize,
+    /// Checked once per event with an atomic load; awaited only between batches (a
+    /// `take_until` would poll a future once per event per watcher).
+    shutdown: CancellationToken,
     delivery: PhantomData<fn() -> T>,
 }
 
@@ -218,10 +221,18 @@ impl<T: Delivery> Phase<T> {
                 Phase::Own(mut events) => return events.next().await.map(|item| (item, Phase::Own(events))),
                 Phase::Live(live) => live,
             };
+            if live.shutdown.is_cancelled() {
+                return None;
+            }
             if let Some(event) = live.take() {
                 return Some((Ok(event), Phase::Live(live)));
             }
-            match live.joined.events.recv().await {
+            let received = tokio::select! {
+                biased;
+                () = live.shutdown.cancelled() => return None,
+                received = live.joined.events.recv() => received,
+            };
+            match received {
                 Ok(batch) => {
                     live.joined.after = batch.last().map_or(live.joined.after, |l| l.event.sequence);
                     (live.batch, live.next) = (batch, 0);
@@ -242,7 +253,7 @@ impl<T: Delivery> Phase<T> {
         tracing::info!(missed, start_sequence, "Watch: a watcher fell behind; it continues on its own consumer");
         let filter = Filter { start: DeliverPolicy::ByStartSequence { start_sequence }, ..live.filter };
         match own(&live.stream, filter).await {
-            Ok(events) => Phase::Own(events),
+            Ok(events) => Phase::Own(Box::pin(events.take_until(live.shutdown.cancelled_owned()))),
             Err(status) => Phase::Own(Box::pin(futures::stream::once(async { Err(status) }))),
         }
     }
