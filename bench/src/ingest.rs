@@ -131,6 +131,30 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     result
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct FloorArgs {
+    #[arg(long)]
+    http: u16,
+}
+
+/// The `http-floor` child: the same HTTP stack as ingest (hyper through axum, on the same
+/// runtime and allocator) reading each webhook body and answering 202 with a reply like
+/// ingest's, doing nothing else: what receiving the webhooks costs before any of ingest's work.
+pub async fn floor(args: FloorArgs) -> anyhow::Result<()> {
+    use axum::http::{StatusCode, header};
+    const REPLY: &str = r#"{"status":"accepted","events":2,"spooled":false}"#;
+    let read = |body: bytes::Bytes| async move {
+        let _ = std::hint::black_box(body);
+        (StatusCode::ACCEPTED, [(header::CONTENT_TYPE, "application/json")], REPLY)
+    };
+    let router = axum::Router::new()
+        .route("/webhooks/github", axum::routing::post(read))
+        .route("/readyz", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.http)).await?;
+    axum::serve(listener, router).await?;
+    Ok(())
+}
+
 /// A push to `main` touching `apps/writer`, padded with commits to about `size` bytes.
 pub fn push_body(size: usize) -> Vec<u8> {
     let commit = |i: usize| {
@@ -255,6 +279,22 @@ pub struct Cpu {
     pub rest_us: f64,
     pub nats_raw_us: f64,
     pub raw_publisher_us: f64,
+    /// The HTTP floor server, per request.
+    pub floor_us: f64,
+}
+
+/// The HTTP floor: the webhooks sent to [`floor`], and its CPU per request.
+async fn http_floor(args: &Args, body: &Path) -> anyhow::Result<(Figures, f64)> {
+    let port = free_port();
+    let exe = std::env::current_exe()?;
+    let server = ServiceProcess::spawn_with_args(&exe, ["http-floor", "--http", &port.to_string()], &[])?;
+    server.wait_http_ok(&format!("http://127.0.0.1:{port}/readyz"), Duration::from_secs(30)).await?;
+    let url = format!("http://127.0.0.1:{port}/webhooks/github");
+    drive(args, &url, body, "floor-warm", true).await?;
+    let before = cpu_seconds(server.pid());
+    let figures = drive(args, &url, body, "floor", false).await?;
+    let per_request = (cpu_seconds(server.pid()) - before) * 1e6 / figures.requests.max(1) as f64;
+    Ok((figures, per_request))
 }
 
 async fn adnanh_webhook(body: &Path, args: &Args, dir: &Path) -> anyhow::Result<Option<Figures>> {
@@ -297,6 +337,8 @@ pub struct Report {
     pub ingest: Figures,
     /// Acked raw JetStream publishes per second, same sizes, same run.
     pub raw: f64,
+    /// The HTTP floor server's figures.
+    pub floor: Figures,
     pub webhook: Option<Figures>,
     pub body_bytes: u64,
     pub cpu: Cpu,
@@ -347,14 +389,17 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
         rest_us: per_webhook((after.2 - before.2) - (after.0 - before.0) - (after.1 - before.1)),
         nats_raw_us: per_raw(after_raw.0 - before_raw.0),
         raw_publisher_us: per_raw(after_raw.1 - before_raw.1),
+        floor_us: 0.0,
     };
+    let (floor, floor_us) = http_floor(args, &body).await?;
+    let cpu = Cpu { floor_us, ..cpu };
     let webhook = adnanh_webhook(&body, args, dir.path()).await?;
-    Ok(Report { ingest, raw, webhook, body_bytes: std::fs::metadata(&body)?.len(), cpu })
+    Ok(Report { ingest, raw, floor, webhook, body_bytes: std::fs::metadata(&body)?.len(), cpu })
 }
 
 /// Measures and prints the table.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let Report { ingest, raw, webhook, body_bytes: size, cpu } = measure(&args).await?;
+    let Report { ingest, raw, floor, webhook, body_bytes: size, cpu } = measure(&args).await?;
     println!(
         "\ningest benchmark: signed push webhooks of {size} bytes ({}), {} in flight, loopback, load from {:?}",
         args.payload.describe(),
@@ -365,14 +410,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     row("slipway ingest (JetStream file)", &ingest);
     let raw_count = (raw * ingest.seconds).round();
     println!("{:<34} {raw_count:>8} {:>7} {raw:>10.0} {:>9} {:>9}", "raw JetStream publish (acked)", 0, "-", "-");
+    row("HTTP floor (read body, answer 202)", &floor);
     match &webhook {
         Some(f) => row("adnanh webhook (HMAC, /bin/true)", f),
         None => println!("adnanh webhook: not installed (apt-get install webhook)"),
     }
     println!(
         "\nCPU per webhook: ingest {:.0} us, nats-server {:.0} us, the rest (load generator, PostgreSQL, kernel) {:.0} us\n\
-         CPU per raw publish: nats-server {:.0} us, publisher {:.0} us",
-        cpu.ingest_us, cpu.nats_us, cpu.rest_us, cpu.nats_raw_us, cpu.raw_publisher_us
+         CPU per raw publish: nats-server {:.0} us, publisher {:.0} us\n\
+         CPU per request of the HTTP floor server: {:.0} us",
+        cpu.ingest_us, cpu.nats_us, cpu.rest_us, cpu.nats_raw_us, cpu.raw_publisher_us, cpu.floor_us
     );
     let ratio = ingest.per_second / raw;
     println!(

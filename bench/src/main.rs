@@ -60,6 +60,8 @@ enum Command {
     IngestServer(ingest::ServerArgs),
     /// (child role) Sends signed webhooks and prints JSON figures.
     Load(load::Args),
+    /// (child role) An HTTP server that only reads each webhook and answers 202.
+    HttpFloor(ingest::FloorArgs),
 }
 
 /// The same allocator as the service binaries, so the server roles measure what ships.
@@ -74,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ingest(args) => ingest::run(args).await,
             Command::IngestServer(args) => ingest::serve(args).await,
             Command::Load(args) => load::run(args).await,
+            Command::HttpFloor(args) => ingest::floor(args).await,
             Command::Promotion(args) => promotion::run(args).await,
             Command::PromoterServer(args) => promotion::serve(args).await,
             Command::Watch(args) => watch::run(args).await,
