@@ -97,7 +97,7 @@ async fn ingest_rows(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     .await?;
     let f = &r.ingest;
     rows.push(row(
-        "ingest webhooks/s (8 KB, signed)",
+        "ingest webhooks/s (GitHub push, 8.8 KB, signed)",
         format!("{:.0}/s", f.per_second),
         ">= 10000/s",
         Some(f.per_second >= 10_000.0),
