@@ -316,17 +316,22 @@ mod tests {
         seen
     }
 
+    /// A nats-server with the `SLIPWAY` stream, and a publisher to it.
+    async fn stream() -> (slipway_testkit::NatsServer, JsStream, Publisher) {
+        let nats = slipway_testkit::NatsServer::start().await.expect("nats");
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let config = NatsConfig { url: nats.url(), ..NatsConfig::default() };
+        let stream = ensure_stream(&async_nats::jetstream::new(client.clone()), &config).await.expect("stream");
+        (nats, stream, Publisher::new(client, "/test/hub"))
+    }
+
     fn consecutive(seen: &[u64]) -> bool {
         seen.windows(2).all(|w| w[1] == w[0] + 1)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn live_watchers_share_one_consumer_and_a_laggard_resyncs_without_loss() {
-        let nats = slipway_testkit::NatsServer::start().await.expect("nats");
-        let client = async_nats::connect(nats.url()).await.expect("connect");
-        let config = NatsConfig { url: nats.url(), ..NatsConfig::default() };
-        let stream = ensure_stream(&async_nats::jetstream::new(client.clone()), &config).await.expect("stream");
-        let publisher = Publisher::new(client, "/test/hub");
+        let (_nats, stream, publisher) = stream().await;
 
         let mut all = watch(&stream, &[], "").await;
         let mut writer = watch(&stream, &["slipway.build.>"], "writer").await;
@@ -375,11 +380,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shutdown_ends_live_watches_waiting_or_holding_a_batch() {
-        let nats = slipway_testkit::NatsServer::start().await.expect("nats");
-        let client = async_nats::connect(nats.url()).await.expect("connect");
-        let config = NatsConfig { url: nats.url(), ..NatsConfig::default() };
-        let stream = ensure_stream(&async_nats::jetstream::new(client.clone()), &config).await.expect("stream");
-        let publisher = Publisher::new(client, "/test/hub");
+        let (_nats, stream, publisher) = stream().await;
         let shutdown = CancellationToken::new();
         let live = || async {
             let filter = Filter::from_request(&v1::WatchRequest::default()).expect("filter");
