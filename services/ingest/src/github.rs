@@ -144,6 +144,14 @@ impl Cx<'_> {
         }
     }
 
+    /// A pull request's branch name (empty when GitHub sent none), which git must accept.
+    fn branch(&self, field: &'static str, name: String) -> Result<String, DecodeError> {
+        if !name.is_empty() && !valid_ref_name(&name) {
+            return Err(self.invalid(field, format!("{:?} is not a git ref name", printable(&name))));
+        }
+        Ok(name)
+    }
+
     fn push(&self, p: payload::Push) -> Result<Normalized, DecodeError> {
         let repository = self.repo(&p.repository)?;
         let git_ref = p.git_ref.as_deref().ok_or_else(|| self.invalid("ref", "missing"))?;
@@ -221,14 +229,16 @@ impl Cx<'_> {
         let number = e.number.or(pr.number).ok_or_else(|| self.invalid("number", "missing"))?;
         let head = pr.head.unwrap_or_default();
         let merged = pr.merged;
+        let head_ref = self.branch("pull_request.head.ref", head.git_ref.unwrap_or_default())?;
+        let base_ref = self.branch("pull_request.base.ref", pr.base.and_then(|b| b.git_ref).unwrap_or_default())?;
         Ok(Normalized::PullRequest(v1::SourcePullRequest {
             delivery_id: self.delivery_id.to_owned(),
             repository: repository.into(),
             number,
             action: action as i32,
             head_sha: self.sha("pull_request.head.sha", head.sha.as_deref())?,
-            head_ref: head.git_ref.unwrap_or_default(),
-            base_ref: pr.base.and_then(|b| b.git_ref).unwrap_or_default(),
+            head_ref,
+            base_ref,
             merged,
             // GitHub fills merge_commit_sha with a test-merge commit on unmerged PRs too;
             // only a merged PR's is a real commit on the base branch.

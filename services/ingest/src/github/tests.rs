@@ -107,6 +107,16 @@ fn refs_git_would_refuse_are_invalid() {
         "", "../etc", "a/../b", "/main", "main/", "a//b", ".hidden", "a.lock", "v1.2.3\n", "a\0b", "a b", "a*", "a:b",
         "a~1", "a^", "a?", "a[", "a\\b", "a@{1}", "@", "end.",
     ];
+    let pull_request = |head: &str, base: &str| {
+        json!({"action": "opened", "number": 7, "repository": {"full_name": "acme/mono"},
+               "pull_request": {"head": {"ref": head, "sha": SHA_B}, "base": {"ref": base, "sha": SHA_A}}})
+    };
+    for bad in bad.iter().filter(|b| !b.is_empty()) {
+        for (body, field) in [(pull_request(bad, "main"), "head.ref"), (pull_request("feature", bad), "base.ref")] {
+            let err = norm("pull_request", &body).expect_err(bad);
+            assert!(matches!(err, DecodeError::Invalid { .. }) && err.to_string().contains(field), "{bad:?}: {err}");
+        }
+    }
     for bad in bad {
         assert!(!valid_ref_name(bad), "{bad:?} accepted");
         for git_ref in [format!("refs/heads/{bad}"), format!("refs/tags/{bad}")] {
