@@ -9,18 +9,15 @@
 mod common;
 mod webdriver;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::running::Running;
 use common::writer::{self, IMAGE, healthy, wait_promotion};
 use common::{remote_tag, seed_repo, stage_files};
 use serde_json::{Value, json};
 use slipway_promoter::Config;
 use slipway_promoter::config::Role;
-use slipway_runtime::jetstream::Publisher;
 use slipway_testkit::{GitDaemon, NatsServer};
-use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use webdriver::Browser;
 
 /// (token, name, role); `bob` is prod's approver, `mallory` an approver elsewhere.
@@ -46,12 +43,8 @@ struct Service {
     _nats: NatsServer,
     daemon: GitDaemon,
     _work: tempfile::TempDir,
-    admin: SocketAddr,
-    publisher: Publisher,
-    pool: PgPool,
+    promoter: Running,
     http: reqwest::Client,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Service {
@@ -63,21 +56,15 @@ impl Service {
         let gitops = seed_repo(&daemon, "acme/gitops", &stage_files(&["dev", "prod"], text));
         let work = tempfile::tempdir().expect("work dir");
         let config = config(&nats, &db, &gitops, work.path());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let admin = listener.local_addr().expect("addr");
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
-        let client = async_nats::connect(nats.url()).await.expect("connect");
-        let publisher = Publisher::new(client, "/slipway/test/dashboard");
-        let pool = slipway_runtime::db::connect(&config.database).await.expect("pool");
+        let promoter = Running::start(&config, "/slipway/test/dashboard").await;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http");
-        let service = Service { _nats: nats, daemon, _work: work, admin, publisher, pool, http, shutdown, task };
+        let service = Service { _nats: nats, daemon, _work: work, promoter, http };
         service.wait_api().await;
         service
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.admin)
+        format!("http://{}{path}", self.promoter.admin)
     }
 
     /// Waits until the API answers (503 until the promoter is attached).
@@ -111,8 +98,7 @@ impl Service {
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.expect("join").expect("service");
+        self.promoter.stop().await;
     }
 }
 
@@ -142,11 +128,11 @@ async fn dashboard_shows_live_events_and_approves_in_chromium() {
     assert_eq!(browser.text("#feed").await, "", "nothing happened yet");
 
     // A build published now reaches the page through the live feed.
-    service.publisher.publish(&writer::build("v1", &"c".repeat(40))).await.expect("publish build");
+    service.promoter.publisher.publish(&writer::build("v1", &"c".repeat(40))).await.expect("publish build");
     browser.wait_text("#feed", &["build.succeeded", "writer · v1"]).await;
-    let dev = wait_promotion(&service.pool, "dev", "v1", "committed").await;
+    let dev = wait_promotion(&service.promoter.pool, "dev", "v1", "committed").await;
     browser.wait_text("#feed", &["promotion.committed"]).await;
-    service.publisher.publish(&healthy("dev", &dev)).await.expect("publish healthy");
+    service.promoter.publisher.publish(&healthy("dev", &dev)).await.expect("publish healthy");
 
     // v1 waits in prod; the page lists it with who may approve.
     let pending = wait_pending(&service).await;
@@ -174,18 +160,18 @@ async fn dashboard_shows_live_events_and_approves_in_chromium() {
     let promotion_id = pending["promotion_id"].as_str().expect("promotion id");
     let approvers: Vec<String> = sqlx::query_scalar("SELECT actor FROM approvals WHERE promotion_id = $1")
         .bind(promotion_id)
-        .fetch_all(&service.pool)
+        .fetch_all(&service.promoter.pool)
         .await
         .expect("approvals");
     assert_eq!(approvers, ["bob"]);
-    let prod = wait_promotion(&service.pool, "prod", "v1", "committed").await;
+    let prod = wait_promotion(&service.promoter.pool, "prod", "v1", "committed").await;
     assert_eq!(prod, promotion_id);
     assert_eq!(remote_tag(&service.daemon, "prod"), "v1");
     browser.wait_text("#feed", &["approval.granted", "by bob"]).await;
     browser.wait_text("#approvals", &["Nothing waits for approval."]).await;
 
     // Healthy in prod: the matrix and the delivery metrics follow.
-    service.publisher.publish(&healthy("prod", &prod)).await.expect("publish healthy");
+    service.promoter.publisher.publish(&healthy("prod", &prod)).await.expect("publish healthy");
     let metrics = browser.wait_text("#delivery", &["writer", "1 deploy", "0 %"]).await;
     assert!(!metrics.contains("1 deploys"), "{metrics}");
     browser.wait_text("#feed", &["promotion.healthy"]).await;

@@ -8,16 +8,15 @@ mod common;
 use std::time::Duration;
 
 use common::api::{self, Client, connect};
+use common::running::Running;
 use common::writer::{self, IMAGE, healthy, wait_promotion};
 use common::{remote_tag, seed_repo, stage_files};
 
 use slipway_mesh::v1;
 use slipway_promoter::Config;
 use slipway_promoter::config::{AdminApiConfig, Role};
-use slipway_runtime::jetstream::Publisher;
 use slipway_testkit::{GitDaemon, NatsServer};
 use tokio_stream::StreamExt as _;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -139,23 +138,18 @@ async fn admin_api_checks_tokens_approves_through_grpc_and_watches_events() {
     let gitops = seed_gitops(&daemon);
     let work = tempfile::tempdir().expect("work dir");
     let config = config(&nats, &db, &gitops, work.path());
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let service = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
+    let service = Running::start(&config, "/slipway/test/grpc").await;
+    let (js, publisher, pool) = (&service.js, &service.publisher, &service.pool);
     let channel = connect(&config).await;
-    let nats_client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = async_nats::jetstream::new(nats_client.clone());
-    let publisher = Publisher::new(nats_client, "/slipway/test/grpc");
-    let pool = slipway_runtime::db::connect(&config.database).await.expect("pool");
 
     auth_and_validation(&channel).await;
     reflection_lists_the_service(&channel).await;
 
     // v1 reaches dev by itself and waits for an approver in staging.
     publisher.publish(&build("v1")).await.expect("publish build");
-    let dev = wait_promotion(&pool, "dev", "v1", "committed").await;
+    let dev = wait_promotion(pool, "dev", "v1", "committed").await;
     publisher.publish(&healthy("dev", &dev)).await.expect("publish healthy");
-    wait_promotion(&pool, "dev", "v1", "healthy").await;
+    wait_promotion(pool, "dev", "v1", "healthy").await;
     let mut bob = as_role(&channel, "bob");
     let mut staging = stage_status(&mut bob, "staging").await;
     for _ in 0..100 {
@@ -175,7 +169,7 @@ async fn admin_api_checks_tokens_approves_through_grpc_and_watches_events() {
     let request = v1::ApproveRequest { app: "writer".into(), stage: "staging".into(), ..Default::default() };
     let approved = bob.approve(request).await.expect("approve").into_inner();
     assert_eq!((approved.granted, approved.required), (1, 1), "{approved:?}");
-    let staging_id = wait_promotion(&pool, "staging", "v1", "committed").await;
+    let staging_id = wait_promotion(pool, "staging", "v1", "committed").await;
     assert_eq!(staging_id, approved.promotion_id);
     assert_eq!(remote_tag(&daemon, "staging"), "v1");
     let apps = as_role(&channel, "vera").list_apps(v1::ListAppsRequest::default()).await.expect("apps").into_inner();
@@ -220,16 +214,15 @@ async fn admin_api_checks_tokens_approves_through_grpc_and_watches_events() {
     let Some(v1::event::Payload::PromotionHealthy(payload)) = &live.payload else { panic!("{live:?}") };
     assert_eq!(payload.promotion_id, staging_id);
     assert_eq!(next(&mut hub_events).await, live, "the live watch's event differs from the replayed one");
-    assert_eq!(watch_consumers(&js).await.len(), 2, "the replaying watch's own consumer and the hub's");
+    assert_eq!(watch_consumers(js).await.len(), 2, "the replaying watch's own consumer and the hub's");
     drop((events, hub_events));
     for _ in 0..100 {
-        if watch_consumers(&js).await.is_empty() {
+        if watch_consumers(js).await.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(watch_consumers(&js).await.is_empty(), "the watch consumer outlived its client");
+    assert!(watch_consumers(js).await.is_empty(), "the watch consumer outlived its client");
 
-    shutdown.cancel();
-    service.await.expect("join").expect("service");
+    service.stop().await;
 }

@@ -9,6 +9,7 @@ mod health_fake;
 
 use std::time::Duration;
 
+use common::running::Running;
 use common::writer::{self, IMAGE};
 use common::{remote_head, seed_repo, stage_files};
 
@@ -19,7 +20,6 @@ use slipway_promoter::health::{HealthMode, config::StageHealth};
 use slipway_runtime::jetstream::Publisher;
 use slipway_testkit::{GitDaemon, NatsServer};
 use sqlx::{PgPool, Row};
-use tokio_util::sync::CancellationToken;
 
 fn seed_gitops(daemon: &GitDaemon) -> String {
     let text = |_: &str| format!("images:\n  - name: {IMAGE}\n    newTag: v0\n");
@@ -71,6 +71,17 @@ async fn pending(pool: &PgPool, stage: &str) -> Option<(String, String)> {
     Some((row.get("image_tag"), row.get("waiting_on")))
 }
 
+/// What `stage` waits on (tag, reason), once it waits; fails after 5 s.
+async fn wait_pending(pool: &PgPool, stage: &str) -> (String, String) {
+    for _ in 0..100 {
+        if let Some(waiting) = pending(pool, stage).await {
+            return waiting;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{stage} does not wait for anything after 5 s");
+}
+
 fn application(revision: &str, health: &str) -> serde_json::Value {
     json!({ "status": { "sync": { "status": "Synced", "revision": revision }, "health": { "status": health } } })
 }
@@ -84,49 +95,35 @@ async fn dev_health_comes_from_argo_cd_and_gates_staging() {
     let gitops = seed_gitops(&daemon);
     let work = tempfile::tempdir().expect("work dir");
     let config = config(&nats, &db, &gitops, work.path(), &fake.url);
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let admin = format!("http://{}", listener.local_addr().expect("addr"));
-    let service = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = async_nats::jetstream::new(client.clone());
-    slipway_runtime::jetstream::ensure_stream(&js, &config.nats).await.expect("stream");
-    let pool = slipway_runtime::db::connect(&config.database).await.expect("pool");
-    slipway_runtime::db::migrate(&pool, &slipway_promoter::MIGRATOR).await.expect("migrate");
-    let publisher = Publisher::new(client, "/slipway/test/local");
+    let service = Running::start(&config, "/slipway/test/local").await;
+    let (admin, pool, publisher) = (format!("http://{}", service.admin), &service.pool, &service.publisher);
     fake.apply(APPLICATION, "argocd", "writer-dev", application("seed", "Healthy"));
 
     // v1 lands in dev; until Argo CD has synced that commit and reports it healthy, staging waits.
-    build(&publisher, "v1").await;
-    wait_stage(&pool, "dev", "v1", "committed").await;
+    build(publisher, "v1").await;
+    wait_stage(pool, "dev", "v1", "committed").await;
     let v1_commit = gitops_head(&daemon);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(pending(&pool, "staging").await, None, "the old revision's health does not count");
+    assert_eq!(pending(pool, "staging").await, None, "the old revision's health does not count");
     fake.apply(APPLICATION, "argocd", "writer-dev", application(&v1_commit, "Progressing"));
-    wait_stage(&pool, "dev", "v1", "synced").await;
+    wait_stage(pool, "dev", "v1", "synced").await;
     fake.apply(APPLICATION, "argocd", "writer-dev", application(&v1_commit, "Healthy"));
-    wait_stage(&pool, "dev", "v1", "healthy").await;
-    for _ in 0..100 {
-        if pending(&pool, "staging").await.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (tag, waiting_on) = pending(&pool, "staging").await.expect("staging waits");
+    wait_stage(pool, "dev", "v1", "healthy").await;
+    let (tag, waiting_on) = wait_pending(pool, "staging").await;
     assert_eq!(tag, "v1");
     assert!(waiting_on.starts_with("approvals: 0/1"), "{waiting_on}");
 
     // v2 syncs and degrades in dev: the pipeline writes v1 back, and Argo CD's sync of that
     // rollback commit turning healthy is reported too.
-    build(&publisher, "v2").await;
-    wait_stage(&pool, "dev", "v2", "committed").await;
+    build(publisher, "v2").await;
+    wait_stage(pool, "dev", "v2", "committed").await;
     let v2_commit = gitops_head(&daemon);
     fake.apply(APPLICATION, "argocd", "writer-dev", application(&v2_commit, "Degraded"));
-    wait_stage(&pool, "dev", "v1", "committed").await;
+    wait_stage(pool, "dev", "v1", "committed").await;
     let rollback_commit = gitops_head(&daemon);
     assert_ne!(rollback_commit, v2_commit);
     fake.apply(APPLICATION, "argocd", "writer-dev", application(&rollback_commit, "Healthy"));
-    wait_stage(&pool, "dev", "v1", "healthy").await;
+    wait_stage(pool, "dev", "v1", "healthy").await;
 
     // What happened shows in the promoter's metrics.
     let metrics = reqwest::get(format!("{admin}/metrics")).await.expect("GET").text().await.expect("text");
@@ -139,8 +136,7 @@ async fn dev_health_comes_from_argo_cd_and_gates_staging() {
         assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
     }
 
-    shutdown.cancel();
-    service.await.expect("join").expect("service");
+    service.stop().await;
 }
 
 /// Mode `committed` (no cluster to read, as in the quickstart): the pushed dev commit is
@@ -156,32 +152,16 @@ async fn committed_mode_counts_the_pushed_commit_as_healthy() {
     config.health.kube_url = None;
     config.health.stages.clear();
     config.health.mode = HealthMode::Committed;
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let service = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = async_nats::jetstream::new(client.clone());
-    slipway_runtime::jetstream::ensure_stream(&js, &config.nats).await.expect("stream");
-    let pool = slipway_runtime::db::connect(&config.database).await.expect("pool");
-    slipway_runtime::db::migrate(&pool, &slipway_promoter::MIGRATOR).await.expect("migrate");
-    let publisher = Publisher::new(client, "/slipway/test/local");
+    let service = Running::start(&config, "/slipway/test/local").await;
+    let (pool, publisher) = (&service.pool, &service.publisher);
 
-    build(&publisher, "v1").await;
-    wait_stage(&pool, "dev", "v1", "healthy").await;
-    let mut waiting = None;
-    for _ in 0..100 {
-        waiting = pending(&pool, "staging").await;
-        if waiting.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (tag, waiting_on) = waiting.expect("staging waits for its approval");
+    build(publisher, "v1").await;
+    wait_stage(pool, "dev", "v1", "healthy").await;
+    let (tag, waiting_on) = wait_pending(pool, "staging").await;
     assert_eq!(tag, "v1");
     assert!(waiting_on.starts_with("approvals: 0/1"), "{waiting_on}");
     // Nothing reports staging healthy before its approval: only dev was committed.
-    assert_eq!(pending(&pool, "dev").await, None);
+    assert_eq!(pending(pool, "dev").await, None);
 
-    shutdown.cancel();
-    service.await.expect("join").expect("service");
+    service.stop().await;
 }

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::running::Running;
 use common::writer::{self, IMAGE};
 use common::{remote_tag, seed_repo, stage_files};
 
@@ -15,7 +16,6 @@ use slipway_promoter::{Config, Promoter};
 use slipway_runtime::jetstream::Publisher;
 use slipway_testkit::{GitDaemon, NatsServer};
 use sqlx::{PgPool, Row};
-use tokio_util::sync::CancellationToken;
 
 const AUTHOR: &str = "dana";
 
@@ -160,16 +160,9 @@ async fn build_to_prod_with_approvals_then_degraded_prod_rolls_back_and_stays_he
     let gitops = seed_gitops(&daemon);
     let work = tempfile::tempdir().expect("work dir");
     let config = config(&nats, &db, &gitops, work.path());
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let service = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
-
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = async_nats::jetstream::new(client.clone());
-    slipway_runtime::jetstream::ensure_stream(&js, &config.nats).await.expect("stream");
-    let pool = slipway_runtime::db::connect(&config.database).await.expect("pool");
-    slipway_runtime::db::migrate(&pool, &slipway_promoter::MIGRATOR).await.expect("migrate");
-    let h = Harness { publisher: Publisher::new(client, "/slipway/test/local"), pool: pool.clone() };
+    let service = Running::start(&config, "/slipway/test/local").await;
+    let pool = service.pool.clone();
+    let h = Harness { publisher: service.publisher.clone(), pool: pool.clone() };
 
     // v1: dev by itself; staging waits for an allowed approver; prod for two, not the author.
     h.build("v1").await;
@@ -266,6 +259,5 @@ async fn build_to_prod_with_approvals_then_degraded_prod_rolls_back_and_stays_he
     let err = reader.approve("mallory", "writer", "prod", "", "").await.expect_err("refused");
     assert!(matches!(err, slipway_promoter::Error::Refused { ref reason, .. } if reason == "not-allowed"), "{err}");
 
-    shutdown.cancel();
-    service.await.expect("join").expect("service");
+    service.stop().await;
 }

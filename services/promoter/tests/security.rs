@@ -7,6 +7,7 @@
 mod common;
 
 use common::api::{self, Client, connect};
+use common::running::Running;
 use common::writer::{self, IMAGE};
 use common::{remote_head, seed_repo, stage_files};
 
@@ -14,7 +15,6 @@ use slipway_mesh::v1;
 use slipway_promoter::config::{AdminApiConfig, Role};
 use slipway_promoter::{Config, grpc::hash_token};
 use slipway_testkit::{GitDaemon, NatsServer};
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -276,11 +276,8 @@ async fn the_admin_api_refuses_bad_credentials_roles_and_names_and_changes_nothi
     let head = remote_head(&daemon, "acme/gitops", "main");
     let work = tempfile::tempdir().expect("work dir");
     let config = config(&nats, &db, &gitops, work.path());
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let service = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
+    let service = Running::start(&config, "/slipway/test/security").await;
     let channel = connect(&config).await;
-    let pool = slipway_runtime::db::connect(&config.database).await.expect("pool");
 
     no_or_bad_credentials(&channel).await;
     roles_are_enforced(&channel).await;
@@ -288,7 +285,7 @@ async fn the_admin_api_refuses_bad_credentials_roles_and_names_and_changes_nothi
 
     assert_eq!(stream_messages(&nats).await, 0, "a refused call published an event");
     let promotions: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM promotions").fetch_one(&pool).await.expect("count promotions");
+        sqlx::query_scalar("SELECT count(*) FROM promotions").fetch_one(&service.pool).await.expect("count promotions");
     assert_eq!(promotions, 0, "a refused call made a promotion");
     assert_eq!(remote_head(&daemon, "acme/gitops", "main"), head, "a refused call committed");
     assert!(held(&channel).await.is_empty(), "a refused hold took effect");
@@ -298,6 +295,5 @@ async fn the_admin_api_refuses_bad_credentials_roles_and_names_and_changes_nothi
     call(&mut as_role(&channel, Role::Operator), Rpc::Hold, hold).await.expect("hold");
     assert_eq!(held(&channel).await, ["dev"]);
 
-    shutdown.cancel();
-    service.await.expect("join").expect("service");
+    service.stop().await;
 }

@@ -1,9 +1,10 @@
 //! Set-up shared by the promoter's integration tests: git repositories on the test kit's
 //! `git daemon`, seeded and read back with the `git` command; the `writer` app's config and
-//! events ([`writer`]); an admin API client ([`api`]).
+//! events ([`writer`]); an admin API client ([`api`]); a promoter running in the test ([`running`]).
 #![allow(dead_code)]
 
 pub mod api;
+pub mod running;
 pub mod writer;
 
 use slipway_testkit::GitDaemon;
