@@ -42,6 +42,10 @@ pub enum Error {
     #[error("{what} did not exit within {timeout:?}")]
     Timeout { what: String, timeout: Duration },
 
+    /// Reading a JetStream stream failed.
+    #[error("{what}: {message}")]
+    JetStream { what: String, message: String },
+
     /// An operation needs the server to be running, and it is not.
     #[error("{0} is not running")]
     NotRunning(&'static str),

@@ -51,6 +51,27 @@ pub use postgres::{Postgres, bindir as postgres_bindir, shared_database};
 pub use registry::Registry;
 pub use service::ServiceProcess;
 
+/// Every message `stream` holds, in stream order, read one by one (gaps, such as deleted
+/// messages, are skipped): what services stored, for tests to assert on.
+pub async fn stream_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Result<Vec<async_nats::jetstream::message::StreamMessage>> {
+    let failed = |what: &str| {
+        let what = format!("{what} of stream {stream}");
+        move |e: &dyn std::fmt::Display| Error::JetStream { what, message: e.to_string() }
+    };
+    let mut handle = js.get_stream(stream).await.map_err(|e| failed("getting")(&e))?;
+    let last = handle.info().await.map_err(|e| failed("reading the info")(&e))?.state.last_sequence;
+    let mut out = Vec::new();
+    for sequence in 1..=last {
+        if let Ok(message) = handle.get_raw_message(sequence).await {
+            out.push(message);
+        }
+    }
+    Ok(out)
+}
+
 /// A loopback TCP port that was free a moment ago: bound on `127.0.0.1:0`, read, released.
 ///
 /// A port is never handed out twice by one process, so concurrent tests cannot collide; a

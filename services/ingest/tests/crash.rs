@@ -92,10 +92,7 @@ async fn kill_9_of_ingest_and_nats_loses_and_duplicates_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut stream = js.get_stream("SLIPWAY").await.expect("stream");
-    let last = stream.info().await.expect("info").state.last_sequence;
-    for seq in 1..=last {
-        let Ok(m) = stream.get_raw_message(seq).await else { continue };
+    for m in slipway_testkit::stream_messages(&js, "SLIPWAY").await.expect("stream") {
         let body: serde_json::Value = serde_json::from_slice(&m.payload).expect("json");
         *counts.entry(body["deliveryId"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
     }

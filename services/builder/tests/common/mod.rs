@@ -234,11 +234,8 @@ pub struct Event {
 
 /// Every `build.started/succeeded/failed` event in the stream, in order.
 pub async fn build_events(js: &async_nats::jetstream::Context) -> Vec<Event> {
-    let mut stream = js.get_stream("SLIPWAY").await.expect("stream");
-    let last = stream.info().await.expect("info").state.last_sequence;
     let mut out = Vec::new();
-    for seq in 1..=last {
-        let Ok(m) = stream.get_raw_message(seq).await else { continue };
+    for m in slipway_testkit::stream_messages(js, "SLIPWAY").await.expect("stream") {
         if m.subject.starts_with("slipway.build.requested") || !m.subject.starts_with("slipway.build.") {
             continue;
         }

@@ -179,19 +179,15 @@ pub async fn publish_copies<E: EventPayload>(client: &async_nats::Client, payloa
 
 /// Every message of the stream: (subject, ce-type, body).
 pub async fn stream_messages(nats: &NatsServer) -> Vec<(String, String, Value)> {
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream("SLIPWAY").await.expect("stream");
-    let last = stream.info().await.expect("info").state.last_sequence;
-    let mut out = Vec::new();
-    for seq in 1..=last {
-        if let Ok(m) = stream.get_raw_message(seq).await {
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
+    let messages = slipway_testkit::stream_messages(&js, "SLIPWAY").await.expect("stream");
+    messages
+        .iter()
+        .map(|m| {
             let ty = m.headers.get(slipway_mesh::header::TYPE).map(|v| v.as_str().to_owned()).unwrap_or_default();
-            let body = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
-            out.push((m.subject.to_string(), ty, body));
-        }
-    }
-    out
+            (m.subject.to_string(), ty, serde_json::from_slice(&m.payload).unwrap_or(Value::Null))
+        })
+        .collect()
 }
 
 /// Waits until the stream holds an event of `ce_type`; returns its bodies.
