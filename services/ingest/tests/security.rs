@@ -6,29 +6,29 @@
 
 mod common;
 
-use common::stream_messages;
+use common::{BOT_TOKEN, Ingest, SECRET, fixtures_dir, sign, stream_messages};
 
 use serde_json::{Value, json};
-use slipway_ingest::config::{ChatopsConfig, GithubConfig, HttpConfig, SpoolConfig};
-use slipway_ingest::{Config, apps::AppRule, serve, signature};
+use slipway_ingest::signature;
 use slipway_mesh::names::ImageTag;
-use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret, Validate};
+use slipway_runtime::config::{Secret, Validate};
 use slipway_testkit::NatsServer;
-use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpStream;
 
-const SECRET: &str = "It's a Secret to Everybody";
-const BOT_TOKEN: &str = "bot-token-1";
-/// Long enough for any request of these tests on a loaded machine; only the slow-body test
-/// lowers it, and there the attacker is far slower still.
-const BODY_TIMEOUT_MS: u64 = 30_000;
+/// The shared ingest with its `writer` app only, so that each build these tests count comes
+/// from one app.
+async fn start(nats: &NatsServer, adjust: impl FnOnce(&mut slipway_ingest::Config)) -> Ingest {
+    Ingest::start(nats, |c| {
+        c.apps.retain(|app| app.name.as_str() == "writer");
+        adjust(c);
+    })
+    .await
+}
 
 fn fixture(path: &str) -> Vec<u8> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/github-webhooks");
-    std::fs::read(root.join(path)).expect("fixture")
+    std::fs::read(fixtures_dir().join(path)).expect("fixture")
 }
 
 fn ping() -> Vec<u8> {
@@ -37,88 +37,6 @@ fn ping() -> Vec<u8> {
 
 fn delivery_id(n: usize) -> String {
     format!("5ec0e1d2-cc78-11e3-81ab-{n:012}")
-}
-
-fn sign(body: &[u8]) -> String {
-    signature::sign(SECRET.as_bytes(), body)
-}
-
-fn base_config(nats: &NatsServer, db: String, spool: &Path) -> Config {
-    let apps: Vec<AppRule> =
-        serde_json::from_value(json!([{ "name": "writer", "paths": ["apps/writer/**"] }])).expect("apps");
-    Config {
-        nats: NatsConfig { url: nats.url(), ..NatsConfig::default() },
-        database: DatabaseConfig { url: Some(Secret::new(db)), ..DatabaseConfig::with_schema("ingest") },
-        http: HttpConfig { body_timeout_ms: BODY_TIMEOUT_MS, ..HttpConfig::default() },
-        github: GithubConfig { webhook_secrets: vec![Secret::new(SECRET)], ..GithubConfig::default() },
-        spool: SpoolConfig { dir: spool.to_owned() },
-        chatops: ChatopsConfig { tokens: vec![Secret::new(BOT_TOKEN)] },
-        apps,
-        ..Config::default()
-    }
-}
-
-struct Ingest {
-    addr: std::net::SocketAddr,
-    url: String,
-    _spool: tempfile::TempDir,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    http: reqwest::Client,
-}
-
-impl Ingest {
-    /// Boots ingest with the base config as `adjust` leaves it.
-    async fn start(nats: &NatsServer, adjust: impl FnOnce(&mut Config)) -> Self {
-        let db = slipway_testkit::shared_database().await.expect("database");
-        let spool = tempfile::tempdir().expect("spool dir");
-        let mut config = base_config(nats, db, spool.path());
-        adjust(&mut config);
-        let admin_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let http_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let admin = format!("http://{}", admin_l.local_addr().expect("addr"));
-        let addr = http_l.local_addr().expect("addr");
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve(config, admin_l, http_l, shutdown.clone()));
-        let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        for _ in 0..200 {
-            if let Ok(r) = http.get(format!("{admin}/readyz")).send().await
-                && r.status() == 200
-            {
-                let url = format!("http://{addr}/webhooks/github");
-                return Self { addr, url, _spool: spool, shutdown, task, http };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("ingest never became ready");
-    }
-
-    /// Posts `body` with the GitHub headers and `extra` ones; (status, JSON or text answer).
-    async fn post(&self, event: &str, delivery: &str, body: &[u8], extra: &[(&str, &str)]) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("x-github-event", event)
-            .header("x-github-delivery", delivery)
-            .body(body.to_vec());
-        for (name, value) in extra {
-            req = req.header(*name, *value);
-        }
-        let resp = req.send().await.expect("POST");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> (u16, Value) {
-        self.post(event, delivery, body, &[("x-hub-signature-256", &sign(body))]).await
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.expect("join").expect("serve");
-    }
 }
 
 /// Subjects made only of Slipway's token grammar (`slipway.<[a-z0-9-]+>...`).
@@ -133,7 +51,7 @@ fn assert_safe_subjects(messages: &[(String, Value)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signature_bypass_attempts_are_refused_and_store_nothing() {
     let nats = NatsServer::start().await.expect("nats");
-    let ingest = Ingest::start(&nats, |_| {}).await;
+    let ingest = start(&nats, |_| {}).await;
     let body = ping();
     let valid = sign(&body);
     let digits = valid.trim_start_matches("sha256=").to_owned();
@@ -182,7 +100,7 @@ async fn an_empty_secret_is_refused_by_validation_and_verifies_nothing_when_serv
     let nats = NatsServer::start().await.expect("nats");
     let db = slipway_testkit::shared_database().await.expect("database");
     let spool = tempfile::tempdir().expect("spool");
-    let config = base_config(&nats, db, spool.path());
+    let config = common::config(&nats, db, spool.path());
     config.validate().expect("the base config is valid");
     for secrets in [vec![], vec![""], vec![" \t"], vec![SECRET, ""]] {
         let mut bad = config.clone();
@@ -199,7 +117,7 @@ async fn an_empty_secret_is_refused_by_validation_and_verifies_nothing_when_serv
     assert!(err.to_string().contains("github.webhook_secret_file"), "{err}");
 
     // Served anyway (serve() does not validate), an empty secret signs nothing.
-    let ingest = Ingest::start(&nats, |c| c.github.webhook_secrets = vec![Secret::new("")]).await;
+    let ingest = start(&nats, |c| c.github.webhook_secrets = vec![Secret::new("")]).await;
     let body = ping();
     let empty_signed = signature::sign(b"", &body);
     let (status, _) = ingest.post("ping", &delivery_id(1), &body, &[("x-hub-signature-256", &empty_signed)]).await;
@@ -212,7 +130,7 @@ async fn an_empty_secret_is_refused_by_validation_and_verifies_nothing_when_serv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_delivery_yields_exactly_one_event() {
     let nats = NatsServer::start().await.expect("nats");
-    let ingest = std::sync::Arc::new(Ingest::start(&nats, |_| {}).await);
+    let ingest = std::sync::Arc::new(start(&nats, |_| {}).await);
     let body = ping();
     // Replays race each other past the delivery table; the stream's dedupe must still hold.
     let replays: Vec<_> = (0..6)
@@ -292,7 +210,7 @@ fn head(delivery: &str, body: &[u8], length: Option<usize>) -> String {
 async fn oversized_bodies_get_413_and_nothing_is_published() {
     const MAX: usize = 64 * 1024;
     let nats = NatsServer::start().await.expect("nats");
-    let ingest = Ingest::start(&nats, |c| c.github.max_body_bytes = MAX).await;
+    let ingest = start(&nats, |c| c.github.max_body_bytes = MAX).await;
     let mut big = ping();
     big.resize(MAX + 1, b' ');
 
@@ -326,7 +244,7 @@ async fn oversized_bodies_get_413_and_nothing_is_published() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_are_cut_off_and_nothing_is_published() {
     let nats = NatsServer::start().await.expect("nats");
-    let ingest = Ingest::start(&nats, |c| c.http.body_timeout_ms = 500).await;
+    let ingest = start(&nats, |c| c.http.body_timeout_ms = 500).await;
     let body = ping();
 
     // Stalled: half the body, then nothing.
@@ -365,7 +283,7 @@ async fn slow_bodies_are_cut_off_and_nothing_is_published() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_are_cut_off() {
     let nats = NatsServer::start().await.expect("nats");
-    let ingest = Ingest::start(&nats, |c| c.http.header_timeout_ms = 500).await;
+    let ingest = start(&nats, |c| c.http.header_timeout_ms = 500).await;
     let body = ping();
 
     // Slowloris: the request line, then a header byte every 50 ms — minutes of headers.
@@ -418,7 +336,7 @@ const HOSTILE: [&str; 10] =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_names_reach_no_subject_and_no_build() {
     let nats = NatsServer::start().await.expect("nats");
-    let ingest = Ingest::start(&nats, |_| {}).await;
+    let ingest = start(&nats, |_| {}).await;
     let mut n = 0;
     let mut next = || {
         n += 1;

@@ -3,107 +3,12 @@
 
 mod common;
 
-use common::stream_messages;
+use common::{BOT_TOKEN, Ingest, SECRET, fixtures_dir, stream_messages};
 
 use serde_json::Value;
-use slipway_ingest::config::{ChatopsConfig, GithubConfig, SpoolConfig};
-use slipway_ingest::{Config, apps::AppRule, serve, signature};
-use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
+use slipway_ingest::signature;
 use slipway_testkit::NatsServer;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-const SECRET: &str = "It's a Secret to Everybody";
-const BOT_TOKEN: &str = "bot-token-1";
-
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/github-webhooks")
-}
-
-struct Ingest {
-    db: String,
-    url: String,
-    admin: String,
-    spool: tempfile::TempDir,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    http: reqwest::Client,
-}
-
-impl Ingest {
-    async fn start(nats: &NatsServer, max_body_bytes: usize) -> Self {
-        let db = slipway_testkit::shared_database().await.expect("database");
-        let spool = tempfile::tempdir().expect("spool dir");
-        let apps: Vec<AppRule> = serde_json::from_value(serde_json::json!([
-            { "name": "writer", "paths": ["apps/writer/**"] },
-            { "name": "reader", "paths": ["apps/reader/**", "libs/common/**"] },
-        ]))
-        .expect("apps");
-        let config = Config {
-            nats: NatsConfig { url: nats.url(), ..NatsConfig::default() },
-            database: DatabaseConfig { url: Some(Secret::new(db.clone())), ..DatabaseConfig::with_schema("ingest") },
-            github: GithubConfig {
-                webhook_secrets: vec![Secret::new(SECRET)],
-                max_body_bytes,
-                ..GithubConfig::default()
-            },
-            spool: SpoolConfig { dir: spool.path().to_owned() },
-            chatops: ChatopsConfig { tokens: vec![Secret::new(BOT_TOKEN)] },
-            apps,
-            ..Config::default()
-        };
-        let admin_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let http_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let admin = format!("http://{}", admin_l.local_addr().expect("addr"));
-        let url = format!("http://{}/webhooks/github", http_l.local_addr().expect("addr"));
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve(config, admin_l, http_l, shutdown.clone()));
-        let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        let ingest = Self { db, url, admin, spool, shutdown, task, http };
-        ingest.wait_ready().await;
-        ingest
-    }
-
-    async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if let Ok(r) = self.http.get(format!("{}/readyz", self.admin)).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("ingest never became ready");
-    }
-
-    async fn post(&self, event: &str, delivery: &str, body: &[u8], signature: Option<String>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("x-github-event", event)
-            .header("x-github-delivery", delivery)
-            .body(body.to_vec());
-        if let Some(sig) = signature {
-            req = req.header("x-hub-signature-256", sig);
-        }
-        let resp = req.send().await.expect("POST");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> (u16, Value) {
-        self.post(event, delivery, body, Some(signature::sign(SECRET.as_bytes(), body))).await
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.expect("join").expect("serve");
-    }
-}
 
 fn delivery_id(n: usize) -> String {
     format!("72d3162e-cc78-11e3-81ab-{n:012}")
@@ -136,7 +41,7 @@ fn monorepo_push() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monorepo_push_becomes_a_source_event_and_one_build_per_changed_app() {
     let nats = NatsServer::start().await.expect("nats");
-    let ingest = Ingest::start(&nats, 25 << 20).await;
+    let ingest = Ingest::start(&nats, |_| {}).await;
     let (status, body) = ingest.deliver("push", &delivery_id(1), &monorepo_push()).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["events"], 3, "{body}");
@@ -168,7 +73,7 @@ async fn a_monorepo_push_becomes_a_source_event_and_one_build_per_changed_app() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_is_accepted_signed_and_refused_tampered() {
     let nats = NatsServer::start().await.expect("nats");
-    let ingest = Ingest::start(&nats, 25 << 20).await;
+    let ingest = Ingest::start(&nats, |_| {}).await;
     let mut n = 100;
     let mut accepted = 0;
     for dir in std::fs::read_dir(fixtures_dir()).expect("fixtures").flatten().filter(|e| e.path().is_dir()) {
@@ -188,7 +93,8 @@ async fn every_fixture_is_accepted_signed_and_refused_tampered() {
                 tampered[at] ^= 0x01;
                 n += 1;
                 let sig = signature::sign(SECRET.as_bytes(), &body);
-                let (status, _) = ingest.post(&event, &delivery_id(n), &tampered, Some(sig)).await;
+                let (status, _) =
+                    ingest.post(&event, &delivery_id(n), &tampered, &[("x-hub-signature-256", &sig)]).await;
                 assert_eq!(status, 401, "{event}/{:?} flipped at {at}", file.file_name());
             }
         }
@@ -200,10 +106,10 @@ async fn every_fixture_is_accepted_signed_and_refused_tampered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_store_nothing() {
     let nats = NatsServer::start().await.expect("nats");
-    let ingest = Ingest::start(&nats, 64 * 1024).await;
+    let ingest = Ingest::start(&nats, |c| c.github.max_body_bytes = 64 * 1024).await;
     let ping = std::fs::read(fixtures_dir().join("ping/payload.json")).expect("fixture");
 
-    let (status, body) = ingest.post("ping", &delivery_id(1), &ping, None).await;
+    let (status, body) = ingest.post("ping", &delivery_id(1), &ping, &[]).await;
     assert_eq!(status, 401, "no signature: {body}");
     let sha1_only = ingest
         .http
@@ -216,8 +122,9 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
         .await
         .expect("POST");
     assert_eq!(sha1_only.status().as_u16(), 401);
-    let (status, _) =
-        ingest.post("ping", &delivery_id(3), &ping, Some(signature::sign(b"another secret", &ping))).await;
+    let (status, _) = ingest
+        .post("ping", &delivery_id(3), &ping, &[("x-hub-signature-256", &signature::sign(b"another secret", &ping))])
+        .await;
     assert_eq!(status, 401, "wrong secret");
 
     let (status, body) = ingest.deliver("push", &delivery_id(4), b"{ not json").await;
@@ -241,7 +148,7 @@ async fn bad_requests_get_clear_errors_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_nats_is_down_deliveries_are_spooled_then_replayed_in_order() {
     let mut nats = NatsServer::start().await.expect("nats");
-    let ingest = Ingest::start(&nats, 25 << 20).await;
+    let ingest = Ingest::start(&nats, |_| {}).await;
     let ping = std::fs::read(fixtures_dir().join("ping/payload.json")).expect("fixture");
     let (status, _) = ingest.deliver("ping", &delivery_id(1), &ping).await;
     assert_eq!(status, 202);
@@ -289,7 +196,7 @@ async fn while_nats_is_down_deliveries_are_spooled_then_replayed_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_commands_from_comments_and_bots_become_command_events() {
     let nats = NatsServer::start().await.expect("nats");
-    let ingest = Ingest::start(&nats, 25 << 20).await;
+    let ingest = Ingest::start(&nats, |_| {}).await;
 
     // A PR comment with two commands, one inside a code block (ignored) and one quoted (ignored).
     let mut comment: Value = serde_json::from_slice(
@@ -341,7 +248,7 @@ async fn chat_commands_from_comments_and_bots_become_command_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruned_deliveries_are_still_deduplicated_by_the_stream_window() {
     let nats = NatsServer::start().await.expect("nats");
-    let ingest = Ingest::start(&nats, 25 << 20).await;
+    let ingest = Ingest::start(&nats, |_| {}).await;
     let ping = std::fs::read(fixtures_dir().join("ping/payload.json")).expect("fixture");
     assert_eq!(ingest.deliver("ping", &delivery_id(1), &ping).await.0, 202);
     assert_eq!(ingest.deliver("ping", &delivery_id(2), &ping).await.0, 202);
