@@ -195,33 +195,50 @@ fn take<E: std::fmt::Display>(next: Option<Result<Message, E>>, batch: &mut Vec<
     }
 }
 
-/// A subject filter made once per watch. Most filters are a literal subject or literal tokens
-/// then `>`, which match with one comparison; only filters with `*` walk the tokens. (Matching
-/// runs once per event per live watcher: a million times a second at 1,000 x 1,000.)
+/// A NATS subject filter, classified once per watch. Most filters are a literal subject or
+/// literal tokens then `>`, which match with one comparison; only filters with `*` walk the
+/// tokens. (Matching runs once per event per live watcher: a million times a second at
+/// 1,000 x 1,000.)
 #[derive(Debug, Clone, PartialEq)]
-pub enum SubjectFilter {
+pub struct SubjectFilter {
+    filter: String,
+    kind: FilterKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FilterKind {
     /// No wildcard: this subject only.
-    Exact(String),
-    /// `a.b.>`, held as `a.b.`: subjects starting with it and having a token after it.
-    Prefix(String),
+    Exact,
+    /// `a.b.>`: subjects starting with `a.b.` (the filter without its `>`) and having a
+    /// token after it.
+    Prefix,
     /// Anything with `*`.
-    Pattern(String),
+    Pattern,
 }
 
 impl SubjectFilter {
     pub fn new(filter: &str) -> Self {
-        match filter.strip_suffix('>') {
-            _ if filter.split('.').any(|t| t == "*") => SubjectFilter::Pattern(filter.to_owned()),
-            Some(prefix) if prefix.ends_with('.') => SubjectFilter::Prefix(prefix.to_owned()),
-            _ => SubjectFilter::Exact(filter.to_owned()),
-        }
+        let kind = match filter.strip_suffix('>') {
+            _ if filter.split('.').any(|t| t == "*") => FilterKind::Pattern,
+            Some(prefix) if prefix.ends_with('.') => FilterKind::Prefix,
+            _ => FilterKind::Exact,
+        };
+        SubjectFilter { filter: filter.to_owned(), kind }
+    }
+
+    /// The filter as NATS writes it.
+    pub fn as_str(&self) -> &str {
+        &self.filter
     }
 
     pub fn matches(&self, subject: &str) -> bool {
-        match self {
-            SubjectFilter::Exact(exact) => subject == exact,
-            SubjectFilter::Prefix(prefix) => subject.len() > prefix.len() && subject.starts_with(prefix.as_str()),
-            SubjectFilter::Pattern(filter) => subject_matches(filter, subject),
+        match self.kind {
+            FilterKind::Exact => subject == self.filter,
+            FilterKind::Prefix => {
+                let prefix = &self.filter[..self.filter.len() - 1];
+                subject.len() > prefix.len() && subject.starts_with(prefix)
+            }
+            FilterKind::Pattern => subject_matches(&self.filter, subject),
         }
     }
 }
@@ -274,9 +291,9 @@ mod tests {
                 );
             }
         }
-        assert_eq!(SubjectFilter::new("slipway.build.>"), SubjectFilter::Prefix("slipway.build.".into()));
-        assert_eq!(SubjectFilter::new("slipway.*.>"), SubjectFilter::Pattern("slipway.*.>".into()));
-        assert_eq!(SubjectFilter::new("slipway.build.x"), SubjectFilter::Exact("slipway.build.x".into()));
+        assert_eq!(SubjectFilter::new("slipway.build.>").kind, FilterKind::Prefix);
+        assert_eq!(SubjectFilter::new("slipway.*.>").kind, FilterKind::Pattern);
+        assert_eq!(SubjectFilter::new("slipway.build.x").kind, FilterKind::Exact);
     }
 
     #[test]

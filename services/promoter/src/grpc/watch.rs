@@ -68,9 +68,7 @@ const MAX_SUBJECTS: usize = 16;
 /// A validated `WatchRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
-    subjects: Vec<String>,
-    /// The same, made for matching the hub's events.
-    compiled: Vec<SubjectFilter>,
+    subjects: Vec<SubjectFilter>,
     app: Option<AppName>,
     stage: Option<EnvName>,
     start: DeliverPolicy,
@@ -84,6 +82,7 @@ impl Filter {
             return Err(Status::invalid_argument(format!("at most {MAX_SUBJECTS} subjects")));
         }
         let subjects = request.subjects.iter().map(|s| subject(s)).collect::<Result<Vec<_>, _>>()?;
+        let subjects = subjects.iter().map(|s| SubjectFilter::new(s)).collect();
         let app = (!request.app.is_empty()).then(|| AppName::parse(&request.app)).transpose();
         let stage = (!request.stage.is_empty()).then(|| EnvName::parse(&request.stage)).transpose();
         let start = match &request.start {
@@ -97,8 +96,7 @@ impl Filter {
             }
         };
         let invalid = |e: slipway_mesh::Error| Status::invalid_argument(e.to_string());
-        let compiled = subjects.iter().map(|s| SubjectFilter::new(s)).collect();
-        Ok(Filter { subjects, compiled, app: app.map_err(invalid)?, stage: stage.map_err(invalid)?, start })
+        Ok(Filter { subjects, app: app.map_err(invalid)?, stage: stage.map_err(invalid)?, start })
     }
 
     /// True when an event on `subject` is about the requested app and stage. Subjects are
@@ -127,7 +125,7 @@ impl Filter {
     /// True when the hub's event on `subject` is for this watch: one of the subject filters
     /// (any subject when there are none), then app and stage.
     fn wants(&self, subject: &str) -> bool {
-        (self.compiled.is_empty() || self.compiled.iter().any(|f| f.matches(subject))) && self.matches(subject)
+        (self.subjects.is_empty() || self.subjects.iter().any(|f| f.matches(subject))) && self.matches(subject)
     }
 
     fn consumer(&self, name: &str) -> OrderedConfig {
@@ -139,8 +137,8 @@ impl Filter {
         };
         match self.subjects.as_slice() {
             [] => {}
-            [one] => config.filter_subject.clone_from(one),
-            many => config.filter_subjects = many.to_vec(),
+            [one] => one.as_str().clone_into(&mut config.filter_subject),
+            many => config.filter_subjects = many.iter().map(|f| f.as_str().to_owned()).collect(),
         }
         config
     }
