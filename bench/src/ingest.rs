@@ -383,16 +383,15 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
     let after_raw = (cpu_seconds(nats.pid()), cpu_seconds(Some(std::process::id())));
     let raw_count = raw * ingest.seconds;
     let per_raw = |spent: f64| spent * 1e6 / raw_count.max(1.0);
+    let (floor, floor_us) = http_floor(args, &body).await?;
     let cpu = Cpu {
         ingest_us: per_webhook(after.0 - before.0),
         nats_us: per_webhook(after.1 - before.1),
         rest_us: per_webhook((after.2 - before.2) - (after.0 - before.0) - (after.1 - before.1)),
         nats_raw_us: per_raw(after_raw.0 - before_raw.0),
         raw_publisher_us: per_raw(after_raw.1 - before_raw.1),
-        floor_us: 0.0,
+        floor_us,
     };
-    let (floor, floor_us) = http_floor(args, &body).await?;
-    let cpu = Cpu { floor_us, ..cpu };
     let webhook = adnanh_webhook(&body, args, dir.path()).await?;
     Ok(Report { ingest, raw, floor, webhook, body_bytes: std::fs::metadata(&body)?.len(), cpu })
 }
