@@ -27,6 +27,17 @@ pub enum Error {
         /// The decoder's message.
         message: String,
     },
+    /// The event body is larger than [`crate::bounds::MAX_EVENT_BYTES`]: its producer must cap
+    /// what it carries. Retrying cannot help.
+    #[error("{kind} event of {size} bytes is larger than the {max} bytes an event may be")]
+    TooLarge {
+        /// The CloudEvents type.
+        kind: &'static str,
+        /// The body's size.
+        size: usize,
+        /// The bound.
+        max: usize,
+    },
 }
 
 /// `Result` with the mesh [`Error`].

@@ -42,6 +42,7 @@ pub fn prepare<E: EventPayload>(source: &str, payload: &E) -> Result<(Envelope, 
 }
 
 /// Like [`prepare`] with a caller-chosen id, for events derived idempotently from outside input.
+/// A body over [`crate::bounds::MAX_EVENT_BYTES`] is [`Error::TooLarge`].
 pub fn prepare_with_id<E: EventPayload>(id: EventId, source: &str, payload: &E) -> Result<(Envelope, Vec<u8>)> {
     let envelope = Envelope {
         id,
@@ -54,6 +55,10 @@ pub fn prepare_with_id<E: EventPayload>(id: EventId, source: &str, payload: &E) 
     };
     let body =
         serde_json::to_vec(payload).map_err(|e| Error::Payload { kind: E::KIND.ce_type(), message: e.to_string() })?;
+    let max = crate::bounds::MAX_EVENT_BYTES;
+    if body.len() > max {
+        return Err(Error::TooLarge { kind: E::KIND.ce_type(), size: body.len(), max });
+    }
     Ok((envelope, body))
 }
 

@@ -303,3 +303,12 @@ fn malformed_bodies_are_errors_not_panics() {
         assert!(decode_payload(*kind, b"not json").is_err());
     }
 }
+
+#[test]
+fn an_event_over_the_bound_is_refused_where_it_is_made() {
+    let ping = v1::SourcePing { zen: "z".repeat(crate::bounds::MAX_EVENT_BYTES), ..Default::default() };
+    let error = crate::prepare("/test", &ping).expect_err("too large");
+    assert!(matches!(error, crate::Error::TooLarge { size, max, .. } if size > max), "{error}");
+    let fits = v1::SourcePing { zen: "z".repeat(crate::bounds::MAX_EVENT_BYTES - 100), ..Default::default() };
+    assert!(crate::prepare("/test", &fits).is_ok());
+}

@@ -6,6 +6,7 @@
 //! from raw user text. [`EventKind`] is the one table that ties a payload type to its
 //! CloudEvents type and its subject.
 
+pub mod bounds;
 pub mod build_log;
 mod envelope;
 mod error;

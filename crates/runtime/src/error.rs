@@ -30,6 +30,24 @@ pub enum Error {
     /// Local I/O failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A message larger than the NATS server accepts (its `max_payload`): no retry can help.
+    #[error("nats: message of {size} bytes on {subject} exceeds the server's max_payload of {max} bytes")]
+    TooLarge {
+        /// Where it was to go.
+        subject: String,
+        /// Headers and body.
+        size: usize,
+        /// The server's `max_payload`.
+        max: usize,
+    },
+}
+
+impl Error {
+    /// True when doing the same thing again cannot succeed: the message itself is wrong
+    /// (too large, or not a valid event), not the connection or the server's state.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Error::TooLarge { .. } | Error::Mesh(_) | Error::Json(_))
+    }
 }
 
 /// `Result` with the runtime's [`Error`].

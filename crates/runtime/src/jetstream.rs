@@ -80,6 +80,7 @@ pub struct Published {
 /// Publishes events and waits for JetStream's ack.
 #[derive(Clone)]
 pub struct Publisher {
+    client: async_nats::Client,
     js: jetstream::Context,
     source: String,
 }
@@ -87,7 +88,28 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher whose events carry `ce-source` = `source` (e.g. `/slipway/ingest/<host>`).
     pub fn new(client: async_nats::Client, source: impl Into<String>) -> Self {
-        Self { js: jetstream::new(client), source: source.into() }
+        Self { js: jetstream::new(client.clone()), client, source: source.into() }
+    }
+
+    /// Refuses, before sending, a message the server would refuse for its size: the client
+    /// would report that as a publish error indistinguishable from an outage.
+    fn check_size(&self, envelope: &Envelope, headers: &async_nats::HeaderMap, body: &Bytes) -> Result<()> {
+        let max = self.client.server_info().max_payload;
+        if max == 0 {
+            return Ok(()); // not connected yet: nothing known, the publish will wait or fail
+        }
+        let header_bytes: usize = headers
+            .iter()
+            .map(|(name, values)| {
+                let name: &str = name.as_ref();
+                values.iter().map(|v| name.len() + v.as_str().len() + 4).sum::<usize>()
+            })
+            .sum();
+        let size = body.len() + header_bytes + 12; // + "NATS/1.0\r\n" and the closing CRLF
+        if size > max {
+            return Err(Error::TooLarge { subject: envelope.subject.clone(), size, max });
+        }
+        Ok(())
     }
 
     /// The `ce-source` of this publisher's events.
@@ -118,6 +140,7 @@ impl Publisher {
             if envelope.traceparent.is_none() {
                 telemetry::inject_nats(&mut headers);
             }
+            self.check_size(envelope, &headers, body)?;
             let ack = self
                 .js
                 .publish_with_headers(envelope.subject.clone(), headers, body.clone())
@@ -151,6 +174,7 @@ impl Publisher {
             if envelope.traceparent.is_none() {
                 telemetry::inject_nats(&mut headers);
             }
+            self.check_size(envelope, &headers, &body)?;
             let started = Instant::now();
             let ack = self
                 .js

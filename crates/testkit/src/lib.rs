@@ -46,7 +46,7 @@ use std::sync::{Mutex, PoisonError};
 
 pub use error::{Error, Result};
 pub use git::GitDaemon;
-pub use nats::NatsServer;
+pub use nats::{MAX_PAYLOAD as NATS_MAX_PAYLOAD, NatsServer};
 pub use postgres::{Postgres, bindir as postgres_bindir, shared_database};
 pub use registry::Registry;
 pub use service::ServiceProcess;

@@ -10,6 +10,11 @@ use crate::free_port;
 use crate::process;
 use crate::watchdog::Watchdog;
 
+/// The `max_payload` Slipway's nats-servers run with, in the test kit, the quickstart and
+/// `deploy/`: NATS' own default, 1 MiB, written out so that all three say the same. Every
+/// Slipway event is far smaller (`slipway_mesh::bounds::MAX_EVENT_BYTES`).
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+
 /// A `nats-server -js` on a free loopback port; its JetStream store survives [`kill`] and
 /// [`restart`], which reuse the same port and directory.
 ///
@@ -25,19 +30,30 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts a server and waits until `/healthz?js-enabled-only=true` answers 200.
+    /// Starts a server and waits until `/healthz?js-enabled-only=true` answers 200. It runs
+    /// with [`MAX_PAYLOAD`], as the quickstart and `deploy/` do.
     pub async fn start() -> Result<Self> {
-        let program = process::find_binary("nats-server", "nats-server")?;
-        process::retry_port_clash(|| Self::try_start(program.clone())).await
+        Self::start_with_max_payload(MAX_PAYLOAD).await
     }
 
-    async fn try_start(program: PathBuf) -> Result<Self> {
+    /// [`start`](Self::start) with another `max_payload` (bytes), for tests of the limit.
+    pub async fn start_with_max_payload(max_payload: usize) -> Result<Self> {
+        let program = process::find_binary("nats-server", "nats-server")?;
+        process::retry_port_clash(|| Self::try_start(program.clone(), max_payload)).await
+    }
+
+    async fn try_start(program: PathBuf, max_payload: usize) -> Result<Self> {
         let dir =
             tempfile::Builder::new().prefix("slipway-nats-").tempdir().map_err(Error::io("create nats temp dir"))?;
         let watchdog = Watchdog::spawn(dir.path())?;
         let (port, monitor_port) = (free_port(), free_port());
         let store = dir.path().join("jetstream");
+        // nats-server 2.9 has no flag for it: a config file holds the one setting.
+        let conf = dir.path().join("nats.conf");
+        std::fs::write(&conf, format!("max_payload: {max_payload}\n")).map_err(Error::io("write nats.conf"))?;
         let args = process::args([
+            "-c",
+            &conf.to_string_lossy(),
             "-a",
             "127.0.0.1",
             "-p",

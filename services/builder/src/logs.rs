@@ -5,6 +5,34 @@
 
 pub mod lines;
 
+use slipway_mesh::bounds::capped;
+use slipway_mesh::v1::BuildFailed;
+
+/// A longer line is cut (with `…`): a build may print a megabyte of minified code on one
+/// line, and a line travels in a live chunk of [`lines::CHUNK_LINES`] and in `build.failed`.
+pub const MAX_LINE_BYTES: usize = 4 * 1024;
+/// Bytes of log tail a `build.failed` carries (the newest lines; the whole log is in the bucket).
+pub const MAX_TAIL_BYTES: usize = 64 * 1024;
+/// Bytes of a `build.failed` message (a backend error may quote a tool's whole output).
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// Cuts `event` to the bounds above, so it stays far below the event bound whatever failed.
+pub fn bound_failure(event: &mut BuildFailed) {
+    event.message = capped(&event.message, MAX_MESSAGE_BYTES);
+    let mut budget = MAX_TAIL_BYTES;
+    let mut kept = Vec::new();
+    for line in event.log_tail.iter().rev() {
+        let line = capped(line, MAX_LINE_BYTES);
+        if line.len() > budget {
+            break;
+        }
+        budget -= line.len();
+        kept.push(line);
+    }
+    kept.reverse();
+    event.log_tail = kept;
+}
+
 use async_nats::jetstream::{self, kv, object_store};
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
@@ -34,7 +62,10 @@ impl BuildLog {
 
     /// Appends one line (without its newline).
     pub fn line(&self, line: impl Into<String>) {
-        let line = line.into();
+        let mut line = line.into();
+        if line.len() > MAX_LINE_BYTES {
+            line = capped(&line, MAX_LINE_BYTES);
+        }
         tracing::debug!(target: "slipway_builder::build_log", "{line}");
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.text.len() + line.len() < self.max_bytes {
@@ -151,5 +182,28 @@ mod tests {
         let text = log.text();
         assert!(text.starts_with("line 0\nline 1\n"), "{text}");
         assert!(text.contains("[8 lines dropped"), "{text}");
+    }
+
+    #[test]
+    fn the_largest_failure_is_a_bounded_event() {
+        // A build that printed 1,000 lines of a megabyte each, and an error quoting 5 MB.
+        let log = BuildLog::new(1000, 8 * 1024 * 1024);
+        let long = "x".repeat(1024 * 1024);
+        for _ in 0..1000 {
+            log.line(long.as_str());
+        }
+        let mut event = BuildFailed {
+            build_id: "b".into(),
+            app: "writer".into(),
+            message: "e".repeat(5 * 1024 * 1024),
+            log_tail: log.tail(),
+            ..Default::default()
+        };
+        assert!(log.tail().iter().all(|l| l.len() <= MAX_LINE_BYTES), "lines are cut as they come");
+        bound_failure(&mut event);
+        assert!(event.message.len() <= MAX_MESSAGE_BYTES);
+        assert_eq!(event.log_tail.len(), MAX_TAIL_BYTES / MAX_LINE_BYTES, "the newest lines that fit");
+        let (_, body) = slipway_mesh::prepare("/test", &event).expect("within the event bound");
+        assert!(body.len() < slipway_mesh::bounds::MAX_EVENT_BYTES / 2, "{} bytes", body.len());
     }
 }

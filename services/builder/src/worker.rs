@@ -226,7 +226,7 @@ impl Worker {
     }
 
     async fn failed(&self, plan: &BuildPlan, failure: &Failure, log: &BuildLog, took: Duration) -> Outcome {
-        let event = BuildFailed {
+        let mut event = BuildFailed {
             build_id: plan.build_id.clone(),
             app: plan.app.name.to_string(),
             commit_sha: plan.commit.to_string(),
@@ -234,6 +234,7 @@ impl Worker {
             message: failure.to_string(),
             log_tail: log.tail(),
         };
+        crate::logs::bound_failure(&mut event);
         match self.store.finish(&plan.build_id, "failed", Some(failure.reason()), None, &event).await {
             Ok(_) => {
                 record(plan.app.name.as_str(), "failed", failure.reason(), took);
@@ -247,7 +248,7 @@ impl Worker {
     /// `build.failed` with reason `invalid-request`, then terminate the message.
     async fn reject(&self, delivery: &Delivery, request: &BuildRequested, invalid: Invalid) -> Outcome {
         let app = AppName::parse(&request.app).map(String::from).unwrap_or_default();
-        let event = BuildFailed {
+        let mut event = BuildFailed {
             build_id: request.build_id.chars().take(128).collect(),
             commit_sha: request.source.as_ref().map(|s| s.commit_sha.chars().take(64).collect()).unwrap_or_default(),
             app: app.clone(),
@@ -255,6 +256,7 @@ impl Worker {
             message: invalid.to_string(),
             log_tail: Vec::new(),
         };
+        crate::logs::bound_failure(&mut event);
         if let Err(e) = self.store.reject(&delivery.envelope.id, &event).await {
             return Outcome::Retry(format!("record rejection: {e}"));
         }

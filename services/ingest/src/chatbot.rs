@@ -82,16 +82,9 @@ pub(crate) async fn chatops(State(state): State<Arc<Webhooks>>, headers: HeaderM
         Ok(p) => p,
         Err(e) => return reject(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
     };
-    let spooled = match make_durable(&state, &prepared).await {
+    let spooled = match make_durable(&state, &prepared, None).await {
         Ok(stored) => stored == Stored::Spooled,
-        Err(e) => {
-            tracing::error!(error = %e, "chatops message could not be stored");
-            return reject(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "commands could not be stored; retry".into(),
-            );
-        }
+        Err(e) => return e.response(),
     };
     metrics::counter!("slipway_ingest_chatops_commands_total").increment(events.len() as u64);
     let commands: Vec<_> = parsed

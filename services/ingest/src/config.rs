@@ -31,6 +31,8 @@ pub struct Config {
     pub spool: SpoolConfig,
     /// The chat bot endpoint `POST /chatops`.
     pub chatops: ChatopsConfig,
+    /// How much of a push its event carries (the rest stays in the kept original).
+    pub events: crate::cut::EventCaps,
     /// The monorepo's apps and their paths.
     pub apps: Vec<AppRule>,
 }
@@ -69,6 +71,9 @@ pub struct GithubConfig {
     pub delivery_retention_hours: u64,
     /// Asking GitHub to redeliver failed deliveries (off unless `hook` is set).
     pub reconcile: crate::reconcile::ReconcileConfig,
+    /// Which push bodies are kept whole in the originals bucket: `cut` (those whose event
+    /// could not carry everything) or `all`.
+    pub keep_originals: crate::originals::Keep,
 }
 
 impl Default for GithubConfig {
@@ -79,6 +84,7 @@ impl Default for GithubConfig {
             max_body_bytes: 25 * 1024 * 1024,
             delivery_retention_hours: 96,
             reconcile: crate::reconcile::ReconcileConfig::default(),
+            keep_originals: crate::originals::Keep::default(),
         }
     }
 }
@@ -127,6 +133,7 @@ impl Default for Config {
             github: GithubConfig::default(),
             spool: SpoolConfig::default(),
             chatops: ChatopsConfig::default(),
+            events: crate::cut::EventCaps::default(),
             apps: Vec::new(),
         }
     }
@@ -164,6 +171,7 @@ impl Validate for Config {
         if self.github.max_body_bytes == 0 {
             return Err(invalid("github.max_body_bytes", "must be greater than 0"));
         }
+        self.events.validate().map_err(|e| invalid("events", e))?;
         crate::apps::AppMatcher::new(&self.apps).map_err(|e| invalid("apps", e))?;
         self.github.reconcile.validated()?;
         Ok(())

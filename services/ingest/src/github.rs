@@ -20,8 +20,8 @@ use slipway_mesh::v1;
 /// What one webhook delivery means to Slipway.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Normalized {
-    /// A branch push.
-    Push(v1::SourcePush),
+    /// A branch push (boxed: it is by far the largest variant).
+    Push(Box<v1::SourcePush>),
     /// A tag push (`refs/tags/...`, including tag deletion) or a published release.
     Tag(v1::SourceTag),
     /// A pull request opened, synchronized, closed (merged or not) or reopened.
@@ -182,7 +182,7 @@ impl Cx<'_> {
         let head_message = p.head_commit.as_ref().or(p.commits.last()).map(|c| c.message.as_str());
         let skip_ci = head_message.is_some_and(skip_ci);
         let commits = p.commits.into_iter().map(|c| self.commit(c)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Normalized::Push(v1::SourcePush {
+        Ok(Normalized::Push(Box::new(v1::SourcePush {
             delivery_id: self.delivery_id.to_owned(),
             repository: repository.into(),
             r#ref: git_ref.to_owned(),
@@ -195,7 +195,9 @@ impl Cx<'_> {
             commits,
             changed_apps: Vec::new(),
             skip_ci,
-        }))
+            // Filled by `cut::cut_push` once the apps are matched.
+            ..Default::default()
+        })))
     }
 
     /// Moves the commit's strings over: a push of many commits is the largest payload.
@@ -212,6 +214,7 @@ impl Cx<'_> {
             conventional_scope: conv.scope,
             breaking: conv.breaking,
             timestamp: c.timestamp.as_deref().and_then(timestamp),
+            ..Default::default()
         })
     }
 
@@ -363,7 +366,10 @@ impl Cx<'_> {
 /// before it reaches a build, an image tag or a message.
 pub fn valid_ref_name(name: &str) -> bool {
     let forbidden = |b: u8| b.is_ascii_control() || b" ~^:?*[\\".contains(&b);
+    // Git itself allows any length, but a name a filesystem can hold is far shorter; the cap
+    // keeps every event that carries a ref bounded.
     name != "@"
+        && name.len() <= 1024
         && !name.bytes().any(forbidden)
         && !name.contains("..")
         && !name.contains("@{")

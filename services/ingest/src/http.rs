@@ -2,7 +2,9 @@
 //!
 //! GitHub does not retry a failed delivery by itself, so the answer is 2xx only once the
 //! delivery's events are durable: acked by JetStream, or fsync'd to the spool while NATS is
-//! unreachable. A redelivery (same `X-GitHub-Delivery`) publishes nothing new.
+//! unreachable. A redelivery (same `X-GitHub-Delivery`) publishes nothing new. When an
+//! event carries only part of the payload, the whole body is stored in the originals bucket
+//! (or the spool) before the events, and counts toward "durable" too.
 //!
 //! Every body is read by [`read_body`] before a handler sees it: at most `max_body_bytes`
 //! (413 beyond) within `body_timeout` (408 and the connection closed after), so a client
@@ -11,7 +13,8 @@
 use crate::apps::AppMatcher;
 use crate::deliveries;
 use crate::github::{self, Normalized};
-use crate::plan::{self, Prepared};
+use crate::originals::Originals;
+use crate::plan::{self, Prepared, Shape};
 use crate::signature;
 use crate::spool::{Spool, SpooledEvent};
 use axum::Router;
@@ -49,6 +52,10 @@ pub struct Webhooks {
     pub client: async_nats::Client,
     /// Where events go while NATS is unreachable.
     pub spool: Arc<Spool>,
+    /// Whole bodies of deliveries whose events carry only part of them.
+    pub originals: Originals,
+    /// How much of a payload its events carry.
+    pub shape: Shape,
     /// SHA-256 digests of the bearer tokens chat bots use on `/chatops`; empty disables it.
     pub chatops_tokens: Vec<[u8; 32]>,
 }
@@ -169,16 +176,15 @@ async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &s
         metrics::counter!("slipway_ingest_deduplicated_total").increment(1);
         return reply(StatusCode::OK, json!({ "status": "duplicate" }));
     }
-    let events = match plan::plan(normalized, delivery, &state.matcher, state.publisher.source()) {
-        Ok(events) => events,
+    let planned = match plan::plan(normalized, delivery, &state.matcher, state.publisher.source(), &state.shape, body) {
+        Ok(planned) => planned,
         Err(e) => return reject(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
     };
-    let stored = match make_durable(state, &events).await {
+    let original = planned.original.as_ref().map(|o| (o.key.as_str(), body));
+    let events = planned.events;
+    let stored = match make_durable(state, &events, original).await {
         Ok(stored) => stored,
-        Err(e) => {
-            tracing::error!(error = %e, "delivery could not be stored");
-            return reject(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "events could not be stored; retry".into());
-        }
+        Err(e) => return e.response(),
     };
     state.known.insert(delivery);
     state.recorder.remember(delivery, event).await;
@@ -202,24 +208,66 @@ pub(crate) enum Stored {
     Spooled,
 }
 
-/// Publishes every event (awaiting acks), or spools them all when NATS is down, a publish
-/// fails, or older deliveries still wait in the spool (to keep their order).
-pub(crate) async fn make_durable(state: &Webhooks, events: &[Prepared]) -> Result<Stored, String> {
+/// Why a delivery's events are not durable.
+#[derive(Debug)]
+pub(crate) enum NotStored {
+    /// Neither NATS nor the spool took them; a retry may work.
+    Unavailable(String),
+    /// NATS refused them for what they are (too large for the server); no retry helps
+    /// until an operator changes the server.
+    Refused(String),
+}
+
+impl NotStored {
+    pub(crate) fn response(&self) -> Response {
+        match self {
+            NotStored::Unavailable(e) => {
+                tracing::error!(error = %e, "delivery could not be stored");
+                reject(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "events could not be stored; retry".into())
+            }
+            NotStored::Refused(e) => {
+                tracing::error!(error = %e, "delivery refused by NATS");
+                reject(StatusCode::INTERNAL_SERVER_ERROR, "refused", format!("events refused by NATS: {e}"))
+            }
+        }
+    }
+}
+
+/// Stores the kept body (if any) and publishes every event (awaiting acks), or spools them
+/// all when NATS is down, a publish fails, or older deliveries still wait in the spool (to
+/// keep their order).
+pub(crate) async fn make_durable(
+    state: &Webhooks,
+    events: &[Prepared],
+    original: Option<(&str, &[u8])>,
+) -> Result<Stored, NotStored> {
     let connected = state.client.connection_state() == async_nats::connection::State::Connected;
     if connected && state.spool.is_empty() {
+        let kept = match original {
+            Some((key, body)) => state.originals.put(key, body).await,
+            None => Ok(()),
+        };
         let batch: Vec<_> = events.iter().map(|e| (e.envelope.clone(), e.body.clone())).collect();
-        match state.publisher.publish_batch(&batch).await {
+        let published = match kept {
+            Ok(()) => state.publisher.publish_batch(&batch).await.map_err(|e| (e.is_permanent(), e.to_string())),
+            Err(e) => Err((false, e)),
+        };
+        match published {
             Ok(acks) if !acks.is_empty() && acks.iter().all(|a| a.duplicate) => return Ok(Stored::AlreadyInStream),
             Ok(_) => return Ok(Stored::Published),
-            Err(err) => tracing::warn!(error = %err, "publish failed; spooling the delivery"),
+            Err((true, err)) => return Err(NotStored::Refused(err)),
+            Err((false, err)) => tracing::warn!(error = %err, "publish failed; spooling the delivery"),
         }
     }
     let batch: Vec<SpooledEvent> = events.iter().map(|e| SpooledEvent::new(&e.envelope, &e.body)).collect();
     let spool = state.spool.clone();
-    tokio::task::spawn_blocking(move || spool.append(&batch))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let original = original.map(|(key, body)| (key.to_owned(), body.to_vec()));
+    tokio::task::spawn_blocking(move || {
+        spool.append(&batch, original.as_ref().map(|(k, b)| (k.as_str(), b.as_slice())))
+    })
+    .await
+    .map_err(|e| NotStored::Unavailable(e.to_string()))?
+    .map_err(|e| NotStored::Unavailable(e.to_string()))?;
     metrics::counter!("slipway_ingest_spooled_total").increment(1);
     Ok(Stored::Spooled)
 }

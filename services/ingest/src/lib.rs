@@ -5,21 +5,27 @@
 //! [`plan`] (source event, build requests for the [`apps`] that changed, [`chatops`]
 //! commands) → JetStream (or the [`spool`] while NATS is down) → 2xx. [`run`] boots the
 //! shared parts (admin port, NATS, PostgreSQL schema `ingest`), serves [`http`], and replays
-//! the spool in the background until shutdown.
+//! the spool in the background until shutdown ([`replay`]; entries that can never be published
+//! become dead letters, served by [`spool_admin`]). Every event is bounded in size ([`cut`]);
+//! what an event leaves out stays whole in the [`originals`] bucket.
 
 pub mod apps;
 pub mod chatbot;
 pub mod chatops;
 pub mod config;
+pub mod cut;
 pub mod deliveries;
 pub mod github;
 pub mod http;
 pub mod known;
+pub mod originals;
 pub mod plan;
 pub mod reconcile;
+pub mod replay;
 pub mod server;
 pub mod signature;
 pub mod spool;
+pub mod spool_admin;
 
 pub use config::Config;
 
@@ -57,7 +63,10 @@ pub async fn serve(
         nats: &config.nats,
         database: &config.database,
         migrator: &MIGRATOR,
-        admin: AdminServer::new().with_metrics(slipway_runtime::admin::metrics_recorder()),
+        admin: AdminServer::new()
+            .with_metrics(slipway_runtime::admin::metrics_recorder())
+            .with_check(Box::new(spool_admin::SpoolCheck(spool.clone())))
+            .with_routes(spool_admin::routes(spool.clone())),
         nats_required: false,
     };
     let (ctx, admin) = match service::start(boot, admin_listener, &shutdown).await {
@@ -65,8 +74,26 @@ pub async fn serve(
         Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let replay =
-        tokio::spawn(spool::replay(spool.clone(), ctx.publisher.clone(), ctx.client.clone(), shutdown.child_token()));
+    check_max_payload(&ctx.client)?;
+    let retention = std::time::Duration::from_secs(config.github.delivery_retention_hours * 3600);
+    let js = async_nats::jetstream::new(ctx.client.clone());
+    let replicas = config.nats.stream_replicas;
+    let originals = match service::retry("originals bucket", &shutdown, || async {
+        originals::Originals::open(&js, retention, replicas).await.map_err(slipway_runtime::Error::Nats)
+    })
+    .await
+    {
+        Ok(originals) => originals,
+        Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let replay = tokio::spawn(replay::replay(
+        spool.clone(),
+        ctx.publisher.clone(),
+        originals.clone(),
+        ctx.client.clone(),
+        shutdown.child_token(),
+    ));
     let (recorder, recording) = deliveries::Recorder::spawn(ctx.pool.clone(), shutdown.child_token());
     let known = Arc::new(known::Known::new());
     known::load(&ctx.pool, &known).await;
@@ -80,13 +107,14 @@ pub async fn serve(
         publisher: ctx.publisher.clone(),
         client: ctx.client.clone(),
         spool,
+        originals,
+        shape: plan::Shape { caps: config.events, keep: config.github.keep_originals },
         chatops_tokens: config.chatops.tokens.iter().map(|t| chatbot::token_digest(t.expose())).collect(),
     });
     if let Some(token) = config.github.reconcile.validated()? {
         let reconciler = reconcile::Reconciler::new(config.github.reconcile.clone(), token, ctx.pool.clone());
         tokio::spawn(reconciler.run(shutdown.child_token()));
     }
-    let retention = std::time::Duration::from_secs(config.github.delivery_retention_hours * 3600);
     tokio::spawn(deliveries::prune_periodically(ctx.pool.clone(), retention, shutdown.child_token()));
     let limits = http::BodyLimits {
         max_bytes: config.github.max_body_bytes,
@@ -102,5 +130,21 @@ pub async fn serve(
     recording.await?;
     admin.await??;
     ctx.client.drain().await?;
+    Ok(())
+}
+
+/// Refuses to run against a server whose `max_payload` cannot carry the largest event
+/// Slipway publishes (with its headers): every such event would be accepted and never go out.
+fn check_max_payload(client: &async_nats::Client) -> anyhow::Result<()> {
+    use slipway_mesh::bounds::{MAX_EVENT_BYTES, MAX_HEADER_BYTES};
+    let max = client.server_info().max_payload;
+    let needed = MAX_EVENT_BYTES + MAX_HEADER_BYTES;
+    if max < needed {
+        anyhow::bail!(
+            "nats: the server's max_payload is {max} bytes, below the {needed} bytes a Slipway event may take \
+             (events are at most {MAX_EVENT_BYTES} bytes plus headers); set max_payload to at least 1MB"
+        );
+    }
+    tracing::info!(max_payload = max, largest_event = needed, "nats max_payload fits every event");
     Ok(())
 }

@@ -7,8 +7,15 @@
 
 use crate::apps::AppMatcher;
 use crate::chatops;
+use crate::cut::{EventCaps, cut_push};
 use crate::github::Normalized;
-use slipway_mesh::{Envelope, EventId, EventPayload};
+use crate::originals::{self, Keep};
+use slipway_mesh::bounds::capped;
+use slipway_mesh::{Envelope, EventId, EventPayload, v1};
+
+/// Free text GitHub caps itself (titles, check names, URLs) is cut here too, so a signed but
+/// odd payload cannot make an event too large.
+const MAX_TEXT: usize = 1024;
 
 /// One event ready to publish or spool.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,18 +63,45 @@ pub fn commands(
     Ok(p.out)
 }
 
-/// The events of one delivery. `delivery` must satisfy [`valid_delivery_id`].
+/// How much of a payload its events carry, and when the whole body is kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shape {
+    /// Caps of a push event.
+    pub caps: EventCaps,
+    /// Which pushes keep their whole body.
+    pub keep: Keep,
+}
+
+/// A delivery's events, and the whole body's reference when it is to be kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    /// In publish order.
+    pub events: Vec<Prepared>,
+    /// Set when the body must be stored in the originals bucket before the events go out.
+    pub original: Option<v1::Original>,
+}
+
+/// The events of one delivery. `delivery` must satisfy [`valid_delivery_id`]; `body` is the
+/// delivery's whole (verified) body.
 pub fn plan(
     normalized: Normalized,
     delivery: &str,
     matcher: &AppMatcher,
     source: &str,
-) -> Result<Vec<Prepared>, slipway_mesh::Error> {
+    shape: &Shape,
+    body: &[u8],
+) -> Result<Planned, slipway_mesh::Error> {
     let mut p = Planner { prefix: "gh", delivery, source, out: Vec::new() };
+    let mut original = None;
     match normalized {
         Normalized::Push(mut push) => {
+            // The matching sees every file of every commit; the event carries what fits.
             let requests = matcher.annotate_and_request(&mut push);
-            p.add(&push)?;
+            if cut_push(&mut push, &shape.caps) || shape.keep == Keep::All {
+                push.original = Some(originals::reference(delivery, body));
+                original = push.original.clone();
+            }
+            p.add(&*push)?;
             for request in requests {
                 p.add(&request)?;
             }
@@ -78,9 +112,21 @@ pub fn plan(
                 p.add(&request)?;
             }
         }
-        Normalized::PullRequest(pr) => p.add(&pr)?,
-        Normalized::TestGate(gate) => p.add(&gate)?,
-        Normalized::Ping(ping) => p.add(&ping)?,
+        Normalized::PullRequest(mut pr) => {
+            pr.title = capped(&pr.title, MAX_TEXT);
+            pr.author = capped(&pr.author, MAX_TEXT);
+            p.add(&pr)?;
+        }
+        Normalized::TestGate(mut gate) => {
+            for text in [&mut gate.name, &mut gate.url, &mut gate.conclusion, &mut gate.head_branch] {
+                *text = capped(text, MAX_TEXT);
+            }
+            p.add(&gate)?;
+        }
+        Normalized::Ping(mut ping) => {
+            ping.zen = capped(&ping.zen, MAX_TEXT);
+            p.add(&ping)?;
+        }
         Normalized::Comment(comment) => {
             for command in chatops::comment_commands(&comment) {
                 p.add(&command)?;
@@ -88,5 +134,5 @@ pub fn plan(
         }
         Normalized::Ignored { .. } => {}
     }
-    Ok(p.out)
+    Ok(Planned { events: p.out, original })
 }

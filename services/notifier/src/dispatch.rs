@@ -283,7 +283,7 @@ impl Dispatcher {
                     provider: provider.into(),
                     app,
                     attempts,
-                    error: error.clone(),
+                    error: failure_text(&error),
                 };
                 store::finish_dead(&self.pool, &self.source, &failed, envelope, body)
                     .await
@@ -328,6 +328,15 @@ impl Dispatcher {
     }
 }
 
+/// Bytes of a receiver's error a `notification.failed` carries: an error may quote a whole
+/// response body (an HTML error page), and the event must stay bounded.
+pub const MAX_ERROR_BYTES: usize = 4 * 1024;
+
+/// `error` cut to [`MAX_ERROR_BYTES`].
+pub fn failure_text(error: &str) -> String {
+    slipway_mesh::bounds::capped(error, MAX_ERROR_BYTES)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,5 +350,14 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), f.len(), "overlapping filters are refused by the server");
+    }
+
+    #[test]
+    fn the_largest_receiver_error_is_a_bounded_event() {
+        // A receiver answering a 10 MB error page, quoted whole in the error.
+        let page = format!("HTTP 502: {}", "<p>bad gateway</p>".repeat(600_000));
+        let failed = NotificationFailed { error: failure_text(&page), ..Default::default() };
+        assert!(failed.error.len() <= MAX_ERROR_BYTES && failed.error.starts_with("HTTP 502"));
+        assert!(slipway_mesh::prepare("/test", &failed).is_ok(), "within the event bound");
     }
 }

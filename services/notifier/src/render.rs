@@ -116,7 +116,14 @@ pub fn default_message(payload: &Payload) -> Message {
     let (title, text) = match payload {
         P::SourcePush(p) => (
             format!("Push to {}", p.repository),
-            format!("{} pushed {} commit(s) to {} ({})", p.pusher, p.commits.len(), p.r#ref, short(&p.after)),
+            format!(
+                "{} pushed {} commit(s) to {} ({})",
+                p.pusher,
+                // The event lists the newest commits only; commit_count is the push's own count.
+                p.commit_count.max(p.commits.len() as u32),
+                p.r#ref,
+                short(&p.after)
+            ),
         ),
         P::SourcePullRequest(p) => (
             format!("Pull request #{} in {}", p.number, p.repository),
@@ -327,6 +334,14 @@ mod tests {
     use super::*;
     use slipway_mesh::EventPayload;
     use slipway_mesh::v1;
+
+    #[test]
+    fn a_cut_push_says_how_many_commits_it_had() {
+        let commits = vec![v1::Commit::default(); 20];
+        let push = v1::SourcePush { pusher: "octocat".into(), commit_count: 2048, commits, ..Default::default() };
+        let message = default_message(&push.into_payload());
+        assert!(message.text.contains("pushed 2048 commit(s)"), "{}", message.text);
+    }
 
     fn every_kind() -> Vec<Payload> {
         let app = "writer".to_owned();

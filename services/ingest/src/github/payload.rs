@@ -33,7 +33,9 @@ impl Person {
 
 /// The first non-empty handle of several people, or "".
 pub(crate) fn handle_of(people: &[&Option<Person>]) -> String {
-    people.iter().filter_map(|p| p.as_ref()?.handle()).next().unwrap_or_default().to_owned()
+    // Logins are short; a name is free text, so it is cut to keep events bounded.
+    let handle = people.iter().filter_map(|p| p.as_ref()?.handle()).next().unwrap_or_default();
+    slipway_mesh::bounds::capped(handle, 256)
 }
 
 #[derive(Debug, Default, Deserialize)]
