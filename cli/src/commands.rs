@@ -38,6 +38,8 @@ pub async fn run(api: &Api, command: Command, print: Print) -> Result<(), Failur
         // Handled by `crate::dlq` before any admin API connection is made.
         Command::Dlq { .. } => Err(Failure::Usage("dlq talks to the notifier, not the admin API".into())),
         Command::Logs { .. } => Err(Failure::Usage("logs reads NATS, not the admin API".into())),
+        Command::Spool { .. } => Err(Failure::Usage("spool talks to ingest, not the admin API".into())),
+        Command::Delivery { .. } => Err(Failure::Usage("delivery reads NATS, not the admin API".into())),
         Command::Status { app } => {
             let r = api.ok(api.client().list_apps(v1::ListAppsRequest { app: app.unwrap_or_default() }).await)?;
             print.show(&r, || output::status(style, &r))

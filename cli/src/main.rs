@@ -13,6 +13,7 @@ mod dlq;
 mod logs;
 mod output;
 mod settings;
+mod spool;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -127,6 +128,24 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Ingest's spool: entries waiting for NATS and dead letters (ingest admin port).
+    Spool {
+        /// Admin URL of ingest.
+        #[arg(long, env = "SLIPWAY_INGEST_URL", default_value = "http://127.0.0.1:9101")]
+        ingest: String,
+        #[command(subcommand)]
+        command: spool::SpoolCommand,
+    },
+    /// The whole body of webhook delivery ID, as ingest kept it (pushes too large for one event).
+    Delivery {
+        id: String,
+        /// Write it to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// NATS server URL.
+        #[arg(long, env = "SLIPWAY_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+    },
     /// A build's log, read from NATS (the builder writes it while the build runs).
     Logs {
         build_id: String,
@@ -153,6 +172,12 @@ async fn main() -> ExitCode {
     let result = async {
         if let Command::Dlq { notifier, command } = cli.command {
             return dlq::run(&notifier, command, print).await;
+        }
+        if let Command::Spool { ingest, command } = cli.command {
+            return spool::run(&ingest, command, print).await;
+        }
+        if let Command::Delivery { id, output, nats } = cli.command {
+            return spool::original(&nats, &id, output.as_deref()).await;
         }
         if let Command::Logs { build_id, follow, nats } = cli.command {
             return logs::run(&nats, &build_id, follow, print).await;

@@ -94,6 +94,7 @@ pub async fn start(
     let _ = nats_ready.set(nats_check(client.clone()));
     let js = async_nats::jetstream::new(client.clone());
     let stream = retry("ensure stream", shutdown, || jetstream::ensure_stream(&js, boot.nats)).await?;
+    check_max_payload(&client)?;
     let pool = retry("connect database", shutdown, || db::connect(boot.database)).await?;
     retry("migrate", shutdown, || db::migrate(&pool, boot.migrator)).await?;
     let _ = db_ready.set(db_check(pool.clone()));
@@ -102,6 +103,22 @@ pub async fn start(
     let publisher = Publisher::new(client.clone(), format!("/slipway/{}/{host}", boot.name));
     tracing::info!(service = boot.name, "ready");
     Ok((ServiceContext { name: boot.name, client, stream, pool, publisher }, admin_task))
+}
+
+/// Refuses to run against a server whose `max_payload` cannot carry the largest event
+/// Slipway publishes with its headers: every such event would be stored (an outbox row, a
+/// spool entry) and never go out. Known once the stream was ensured (the client is connected).
+fn check_max_payload(client: &async_nats::Client) -> Result<()> {
+    use slipway_mesh::bounds::{MAX_EVENT_BYTES, MAX_HEADER_BYTES};
+    let max = client.server_info().max_payload;
+    let needed = MAX_EVENT_BYTES + MAX_HEADER_BYTES;
+    if max < needed {
+        return Err(Error::Config(format!(
+            "nats: the server's max_payload is {max} bytes, below the {needed} bytes a Slipway event may take \
+             ({MAX_EVENT_BYTES} bytes plus headers); run nats-server with max_payload of at least 1MB"
+        )));
+    }
+    Ok(())
 }
 
 /// Retries `step` with capped backoff until it succeeds or `shutdown` fires.

@@ -74,7 +74,6 @@ pub async fn serve(
         Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    check_max_payload(&ctx.client)?;
     let retention = std::time::Duration::from_secs(config.github.delivery_retention_hours * 3600);
     let js = async_nats::jetstream::new(ctx.client.clone());
     let replicas = config.nats.stream_replicas;
@@ -130,21 +129,5 @@ pub async fn serve(
     recording.await?;
     admin.await??;
     ctx.client.drain().await?;
-    Ok(())
-}
-
-/// Refuses to run against a server whose `max_payload` cannot carry the largest event
-/// Slipway publishes (with its headers): every such event would be accepted and never go out.
-fn check_max_payload(client: &async_nats::Client) -> anyhow::Result<()> {
-    use slipway_mesh::bounds::{MAX_EVENT_BYTES, MAX_HEADER_BYTES};
-    let max = client.server_info().max_payload;
-    let needed = MAX_EVENT_BYTES + MAX_HEADER_BYTES;
-    if max < needed {
-        anyhow::bail!(
-            "nats: the server's max_payload is {max} bytes, below the {needed} bytes a Slipway event may take \
-             (events are at most {MAX_EVENT_BYTES} bytes plus headers); set max_payload to at least 1MB"
-        );
-    }
-    tracing::info!(max_payload = max, largest_event = needed, "nats max_payload fits every event");
     Ok(())
 }
