@@ -38,6 +38,7 @@ pub async fn run(api: &Api, command: Command, print: Print) -> Result<(), Failur
         // Handled by `crate::dlq` before any admin API connection is made.
         Command::Dlq { .. } => Err(Failure::Usage("dlq talks to the notifier, not the admin API".into())),
         Command::Logs { .. } => Err(Failure::Usage("logs reads NATS, not the admin API".into())),
+        Command::Catalog { .. } => Err(Failure::Usage("catalog works offline, not through the admin API".into())),
         Command::Spool { .. } => Err(Failure::Usage("spool talks to ingest, not the admin API".into())),
         Command::Delivery { .. } => Err(Failure::Usage("delivery reads NATS, not the admin API".into())),
         Command::Status { app } => {

@@ -7,6 +7,7 @@
 //! terminal) or JSON with `--json`. Exit codes: 0 ok, 1 refused by the server, 2 usage,
 //! 3 server unreachable, 4 token not accepted or role too low.
 
+mod catalog;
 mod client;
 mod commands;
 mod dlq;
@@ -128,6 +129,11 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// The app catalog, offline: validate files (as a GitOps repository's CI would), show apps.
+    Catalog {
+        #[command(subcommand)]
+        command: catalog::CatalogCommand,
+    },
     /// Ingest's spool: entries waiting for NATS and dead letters (ingest admin port).
     Spool {
         /// Admin URL of ingest.
@@ -172,6 +178,9 @@ async fn main() -> ExitCode {
     let result = async {
         if let Command::Dlq { notifier, command } = cli.command {
             return dlq::run(&notifier, command, print).await;
+        }
+        if let Command::Catalog { command } = cli.command {
+            return catalog::run(command, print);
         }
         if let Command::Spool { ingest, command } = cli.command {
             return spool::run(&ingest, command, print).await;

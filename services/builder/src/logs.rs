@@ -10,11 +10,15 @@ use slipway_mesh::v1::BuildFailed;
 
 /// A longer line is cut (with `…`): a build may print a megabyte of minified code on one
 /// line, and a line travels in a live chunk of [`lines::CHUNK_LINES`] and in `build.failed`.
-pub const MAX_LINE_BYTES: usize = 4 * 1024;
+pub const MAX_LINE_BYTES: usize = 4000;
 /// Bytes of log tail a `build.failed` carries (the newest lines; the whole log is in the bucket).
 pub const MAX_TAIL_BYTES: usize = 64 * 1024;
 /// Bytes of a `build.failed` message (a backend error may quote a tool's whole output).
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+
+// A live chunk (KV value) of `CHUNK_LINES` lines, each cut to `MAX_LINE_BYTES`, stays within
+// the event bound, far below NATS' max_payload.
+const _: () = assert!(lines::CHUNK_LINES * (MAX_LINE_BYTES + 1) <= slipway_mesh::bounds::MAX_EVENT_BYTES);
 
 /// Cuts `event` to the bounds above, so it stays far below the event bound whatever failed.
 pub fn bound_failure(event: &mut BuildFailed) {
