@@ -21,6 +21,8 @@ pub struct Catalog {
     pub apps: BTreeMap<String, CompiledApp>,
     /// The files it was read from, root first.
     pub files: Vec<String>,
+    /// The generators' directory rules (to know which pushes may make or remove an app).
+    pub generators: Vec<crate::model::DirectoryGenerator>,
     /// Generators not expanded because their source repository's tree was not given
     /// (offline validation), as `file: generators[i] (owner/name)`.
     pub unexpanded: Vec<String>,
@@ -100,6 +102,7 @@ pub fn build(tree: &dyn Tree, root: &str, sources: &dyn Fn(&str) -> Option<Vec<S
         cx.catalog.admins = first.file.admins.clone();
     }
     cx.catalog.files = files.iter().map(|f| f.path.clone()).collect();
+    cx.catalog.generators = files.iter().flat_map(|f| f.file.generators.iter().map(|g| g.directory.clone())).collect();
     cx.merge_named(&files);
     for file in &files {
         for (name, team) in &file.file.teams {

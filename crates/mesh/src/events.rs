@@ -165,6 +165,8 @@ event_table! {
     HoldReleased => HoldReleased, "hold", "released", |p| Ok(vec![app_token(&p.app)?, env_token(&p.stage)?]);
     NotificationSent => NotificationSent, "notification", "sent", |p| Ok(vec![optional(&p.app, app_token)?]);
     NotificationFailed => NotificationFailed, "notification", "failed", |p| Ok(vec![optional(&p.app, app_token)?]);
+    CatalogPublished => CatalogPublished, "catalog", "published", |p| Ok(vec![optional(&p.github_repository, repo_token)?]);
+    CatalogRejected => CatalogRejected, "catalog", "rejected", |p| Ok(vec![optional(&p.github_repository, repo_token)?]);
 }
 
 impl EventKind {

@@ -195,6 +195,29 @@ fn samples() -> Vec<Payload> {
             app: String::new(),
         }
         .into_payload(),
+        v1::CatalogPublished {
+            repository: "git://h/deploy.git".into(),
+            commit_sha: SHA.into(),
+            github_repository: "acme/deploy".into(),
+            digest: format!("sha256:{}", "c".repeat(64)),
+            apps: 3,
+            revision: 7,
+        }
+        .into_payload(),
+        v1::CatalogRejected {
+            repository: "git://h/deploy.git".into(),
+            commit_sha: SHA.into(),
+            github_repository: String::new(),
+            problems: vec![v1::CatalogProblem {
+                file: "slipway.yaml".into(),
+                line: 12,
+                key: "apps[0].pipeline".into(),
+                reason: "pipeline \"fast\" is not defined".into(),
+            }],
+            problem_count: 1,
+            in_force_commit: String::new(),
+        }
+        .into_payload(),
     ]
 }
 
@@ -230,7 +253,9 @@ fn encode(payload: &Payload) -> (EventKind, Vec<u8>, String) {
         HoldPlaced,
         HoldReleased,
         NotificationSent,
-        NotificationFailed
+        NotificationFailed,
+        CatalogPublished,
+        CatalogRejected
     )
 }
 

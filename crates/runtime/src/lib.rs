@@ -4,9 +4,10 @@
 //! up by [`telemetry`], events leave through [`jetstream::Publisher`] (or the transactional
 //! [`db::outbox`]) and arrive through [`consumer`] loops that dedupe with [`db::inbox`].
 //! [`admin`] serves `/healthz`, `/readyz` and `/metrics`; [`shutdown`] turns SIGTERM/SIGINT
-//! into one cancellation token.
+//! into one cancellation token. [`catalog`] keeps the app catalog revision in force current.
 
 pub mod admin;
+pub mod catalog;
 pub mod config;
 pub mod consumer;
 pub mod db;

@@ -52,6 +52,11 @@ impl AppMatcher {
         Ok(Self { apps })
     }
 
+    /// Matches nothing.
+    pub fn empty() -> Self {
+        Self { apps: Vec::new() }
+    }
+
     /// True when no app is configured.
     pub fn is_empty(&self) -> bool {
         self.apps.is_empty()

@@ -33,7 +33,9 @@ pub struct Config {
     pub chatops: ChatopsConfig,
     /// How much of a push its event carries (the rest stays in the kept original).
     pub events: crate::cut::EventCaps,
-    /// The monorepo's apps and their paths.
+    /// Where the app catalog lives (`[catalog]`); when set, `apps` stays empty.
+    pub catalog: crate::catalog::CatalogConfig,
+    /// The monorepo's apps and their paths, for a setup without a catalog.
     pub apps: Vec<AppRule>,
 }
 
@@ -134,6 +136,7 @@ impl Default for Config {
             spool: SpoolConfig::default(),
             chatops: ChatopsConfig::default(),
             events: crate::cut::EventCaps::default(),
+            catalog: crate::catalog::CatalogConfig::default(),
             apps: Vec::new(),
         }
     }
@@ -173,6 +176,15 @@ impl Validate for Config {
         }
         self.events.validate().map_err(|e| invalid("events", e))?;
         crate::apps::AppMatcher::new(&self.apps).map_err(|e| invalid("apps", e))?;
+        if self.catalog.enabled() && !self.apps.is_empty() {
+            return Err(invalid("apps", "apps are defined in the catalog when [catalog] is set; remove [[apps]]"));
+        }
+        if self.catalog.repository.is_some() && self.catalog.file.is_some() {
+            return Err(invalid("catalog.file", "set catalog.repository or catalog.file, not both"));
+        }
+        if self.catalog.repository.is_some() && self.catalog.github_repository.is_none() {
+            return Err(invalid("catalog.github_repository", "is needed to recognize the catalog's pushes"));
+        }
         self.github.reconcile.validated()?;
         Ok(())
     }

@@ -38,8 +38,10 @@ use tracing::Instrument;
 pub struct Webhooks {
     /// Active webhook secrets.
     pub secrets: Vec<Secret>,
-    /// The monorepo's apps.
-    pub matcher: AppMatcher,
+    /// The apps pushes are matched against: `[[apps]]`, or the catalog in force.
+    pub apps: crate::catalog::Apps,
+    /// Reloads the catalog on the pushes that change it (when apps come from a catalog).
+    pub reloader: Option<Arc<crate::catalog::Reloader>>,
     /// The `ingest` schema (deliveries table).
     pub pool: PgPool,
     /// Writes accepted delivery ids in batches.
@@ -176,7 +178,8 @@ async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &s
         metrics::counter!("slipway_ingest_deduplicated_total").increment(1);
         return reply(StatusCode::OK, json!({ "status": "duplicate" }));
     }
-    let planned = match plan::plan(normalized, delivery, &state.matcher, state.publisher.source(), &state.shape, body) {
+    let matcher = catalog_first(state, &normalized).await;
+    let planned = match plan::plan(normalized, delivery, &matcher, state.publisher.source(), &state.shape, body) {
         Ok(planned) => planned,
         Err(e) => return reject(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
     };
@@ -195,6 +198,32 @@ async fn handle(state: &Webhooks, headers: &HeaderMap, delivery: &str, event: &s
     let spooled = stored == Stored::Spooled;
     metrics::counter!("slipway_ingest_accepted_total", "event" => event.to_owned()).increment(1);
     reply(StatusCode::ACCEPTED, json!({ "status": "accepted", "events": events.len(), "spooled": spooled }))
+}
+
+/// The matcher for this delivery: when the push changes the catalog (its own files, or a
+/// generator's marker in a source repository), the catalog is reloaded first, so the push is
+/// matched against what it made (an app added by this push builds on this push).
+async fn catalog_first(state: &Webhooks, normalized: &Normalized) -> Arc<AppMatcher> {
+    let (Some(reloader), Normalized::Push(push)) = (&state.reloader, normalized) else {
+        return state.apps.current();
+    };
+    let reload = if reloader.is_catalog_push(&push.repository, &push.r#ref) && !push.deleted {
+        Some((Some(push.after.clone()), None))
+    } else if state.apps.catalog().is_some_and(|c| reloader.changes_generated_apps(&c, push)) {
+        Some((None, Some((push.repository.clone(), push.after.clone()))))
+    } else {
+        None
+    };
+    let Some((commit, source)) = reload else { return state.apps.current() };
+    match reloader.reload(commit, source).await {
+        Ok(crate::catalog::Reloaded::Published(_, catalog)) => Arc::new(crate::catalog::matcher_of(&catalog)),
+        Ok(_) => state.apps.current(),
+        Err(e) => {
+            // The push is still accepted; the periodic recheck reloads once git answers.
+            tracing::warn!(error = %e, "catalog reload failed; the revision in force stays");
+            state.apps.current()
+        }
+    }
 }
 
 /// Where a delivery's events ended up.

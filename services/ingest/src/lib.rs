@@ -10,12 +10,14 @@
 //! what an event leaves out stays whole in the [`originals`] bucket.
 
 pub mod apps;
+pub mod catalog;
 pub mod chatbot;
 pub mod chatops;
 pub mod config;
 pub mod cut;
 pub mod deliveries;
 pub mod github;
+pub mod gittree;
 pub mod http;
 pub mod known;
 pub mod originals;
@@ -86,6 +88,30 @@ pub async fn serve(
         Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
+    let (apps, reloader) = if config.catalog.enabled() {
+        let store = match service::retry("catalog bucket", &shutdown, || {
+            slipway_runtime::catalog::CatalogStore::open(&js, replicas)
+        })
+        .await
+        {
+            Ok(store) => store,
+            Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let reloader = Arc::new(catalog::Reloader::new(config.catalog.clone(), store.clone(), ctx.publisher.clone()));
+        // The catalog in force before the first webhook: compared with its branch (or file) now.
+        if let Err(e) = reloader.reload(None, None).await {
+            tracing::warn!(error = %e, "catalog not read at start; the revision in force stays");
+        }
+        tokio::spawn(reloader.clone().keep_current(shutdown.child_token()));
+        let (live, _watch) = slipway_runtime::catalog::Live::watch(store, shutdown.child_token()).await?;
+        (
+            catalog::Apps::Live { live, cache: std::sync::Mutex::new((0, Arc::new(apps::AppMatcher::empty()))) },
+            Some(reloader),
+        )
+    } else {
+        (catalog::Apps::Fixed(Arc::new(matcher)), None)
+    };
     let replay = tokio::spawn(replay::replay(
         spool.clone(),
         ctx.publisher.clone(),
@@ -99,7 +125,8 @@ pub async fn serve(
     tokio::spawn(known::keep_loaded(ctx.pool.clone(), known.clone(), shutdown.child_token()));
     let state = Arc::new(http::Webhooks {
         secrets,
-        matcher,
+        apps,
+        reloader,
         pool: ctx.pool.clone(),
         recorder,
         known,

@@ -62,9 +62,13 @@ pub fn app_stage(payload: &Payload) -> (String, String) {
         P::HoldReleased(p) => (&p.app, &p.stage),
         P::NotificationSent(p) => (&p.app, ""),
         P::NotificationFailed(p) => (&p.app, ""),
-        P::SourcePush(_) | P::SourcePullRequest(_) | P::SourceTag(_) | P::SourceTestGate(_) | P::SourcePing(_) => {
-            ("", "")
-        }
+        P::SourcePush(_)
+        | P::SourcePullRequest(_)
+        | P::SourceTag(_)
+        | P::SourceTestGate(_)
+        | P::SourcePing(_)
+        | P::CatalogPublished(_)
+        | P::CatalogRejected(_) => ("", ""),
     };
     (app.to_owned(), stage.to_owned())
 }
@@ -79,7 +83,7 @@ pub fn severity(payload: &Payload) -> Severity {
         | P::HoldPlaced(_)
         | P::PromotionDegraded(_)
         | P::PromotionRolledBack(_) => Severity::Warning,
-        P::BuildFailed(_) | P::PromotionFailed(_) | P::NotificationFailed(_) => Severity::Error,
+        P::BuildFailed(_) | P::PromotionFailed(_) | P::NotificationFailed(_) | P::CatalogRejected(_) => Severity::Error,
         P::SourceTestGate(g) if g.conclusion != "success" => Severity::Warning,
         _ => Severity::Info,
     }
@@ -226,8 +230,27 @@ pub fn default_message(payload: &Payload) -> Message {
             format!("Notification to {} failed", p.destination),
             format!("event {} after {} attempt(s): {}", p.event_id, p.attempts, p.error),
         ),
+        P::CatalogPublished(p) => (
+            format!("Catalog {} in force", short(&p.commit_sha)),
+            format!("{} apps from {} at {}", p.apps, p.repository, short(&p.commit_sha)),
+        ),
+        P::CatalogRejected(p) => (format!("Catalog at {} refused", short(&p.commit_sha)), catalog_problems(p)),
     };
     Message { title, text, severity: severity(payload), link, approval }
+}
+
+/// The first problems of a refused catalog, one `file:line: key: reason` per line.
+pub fn catalog_problems(p: &slipway_mesh::v1::CatalogRejected) -> String {
+    let mut text = format!("{} problem(s); ", p.problem_count);
+    text.push_str(if p.in_force_commit.is_empty() {
+        "no catalog is in force yet"
+    } else {
+        "the revision in force stays"
+    });
+    for problem in p.problems.iter().take(10) {
+        text.push_str(&format!("\n{}:{}: {}: {}", problem.file, problem.line, problem.key, problem.reason));
+    }
+    text
 }
 
 fn source_sha(s: Option<&slipway_mesh::v1::SourceRef>) -> &str {
@@ -371,7 +394,35 @@ mod tests {
             v1::HoldReleased { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
             v1::NotificationSent::default().into_payload(),
             v1::NotificationFailed::default().into_payload(),
+            v1::CatalogPublished::default().into_payload(),
+            v1::CatalogRejected::default().into_payload(),
         ]
+    }
+
+    #[test]
+    fn a_refused_catalog_lists_file_line_key_and_reason() {
+        let problem = |line| v1::CatalogProblem {
+            file: "teams/payments/slipway.yaml".into(),
+            line,
+            key: "apps[0].pipeline".into(),
+            reason: "pipeline \"fast\" is not defined".into(),
+        };
+        let refused = v1::CatalogRejected {
+            commit_sha: "0123456789abcdef0123456789abcdef01234567".into(),
+            problems: (1..=12).map(problem).collect(),
+            problem_count: 12,
+            in_force_commit: "fedcba".into(),
+            ..Default::default()
+        };
+        let message = default_message(&refused.into_payload());
+        assert_eq!(message.severity, Severity::Error);
+        assert!(message.text.starts_with("12 problem(s); the revision in force stays"), "{}", message.text);
+        assert!(
+            message
+                .text
+                .contains("\nteams/payments/slipway.yaml:3: apps[0].pipeline: pipeline \"fast\" is not defined")
+        );
+        assert_eq!(message.text.lines().count(), 11, "the first ten problems");
     }
 
     #[test]

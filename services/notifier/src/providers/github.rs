@@ -2,7 +2,9 @@
 //! comments that answer chatops (help for an unknown command; who may approve when an
 //! approval did not count).
 //!
-//! Builds set `slipway/build/<app>` on their commit (`pending` → `success` / `failure`).
+//! Builds set `slipway/build/<app>` on their commit (`pending` → `success` / `failure`); a
+//! pushed app catalog sets `slipway/catalog` on its commit (`success` once in force,
+//! `failure` with the first problem when refused).
 //! Promotions report on a GitHub deployment per promotion: `promotion.requested` creates it
 //! (`POST /repos/{o}/{r}/deployments`, answered with its `id`, remembered by the dispatcher)
 //! and later promotion events post its statuses
@@ -36,17 +38,24 @@ fn api(d: &Destination, method: reqwest::Method, path: &str, body: &Value, actio
 }
 
 fn status(input: &Input<'_>, repository: &str, sha: &str, state: &str, app: &str) -> Plan {
+    commit_status(input, repository, sha, state, &format!("slipway/build/{app}"), &input.message.title)
+}
+
+fn commit_status(
+    input: &Input<'_>,
+    repository: &str,
+    sha: &str,
+    state: &str,
+    context: &str,
+    description: &str,
+) -> Plan {
     let Some(repository) = repo(input.destination, repository) else {
         return Plan::Skip("no repository");
     };
     if sha.is_empty() {
         return Plan::Skip("no commit");
     }
-    let mut body = json!({
-        "state": state,
-        "context": format!("slipway/build/{app}"),
-        "description": clip(&input.message.title, 140),
-    });
+    let mut body = json!({ "state": state, "context": context, "description": clip(description, 140) });
     if let Some(link) = &input.message.link {
         body["target_url"] = json!(link);
     }
@@ -143,6 +152,19 @@ pub fn plan(input: &Input<'_>) -> Plan {
         P::BuildFailed(b) => status(input, fallback, &b.commit_sha, "failure", &b.app),
         P::ChatopsCommand(c) => chatops_reply(input, c),
         P::ApprovalRejected(r) => rejected_reply(input, r),
+        P::CatalogPublished(c) => commit_status(
+            input,
+            &c.github_repository,
+            &c.commit_sha,
+            "success",
+            "slipway/catalog",
+            &input.message.title,
+        ),
+        P::CatalogRejected(c) => {
+            let first = c.problems.first().map(|p| format!("{}:{}: {}: {}", p.file, p.line, p.key, p.reason));
+            let description = first.unwrap_or_else(|| input.message.title.clone());
+            commit_status(input, &c.github_repository, &c.commit_sha, "failure", "slipway/catalog", &description)
+        }
         _ => Plan::Skip("nothing to report to GitHub"),
     }
 }

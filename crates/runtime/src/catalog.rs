@@ -1,0 +1,243 @@
+//! The app catalog in NATS: every service runs from the revision in force, and switches to
+//! a new one without a restart.
+//!
+//! A compiled [`Catalog`] is stored whole in the object store [`OBJECTS`] under its digest
+//! (10,000 apps are megabytes: more than one message may hold), and the JetStream KV bucket
+//! [`BUCKET`] holds under [`KEY`] which revision is in force: the git commit it was read at,
+//! the object's digest, when, and how many apps. The key's history (the last [`HISTORY`]
+//! values) is the catalog's history. [`Live`] watches the key and swaps the catalog it hands
+//! out atomically: a caller that took one keeps it for the work in hand (a build or promotion
+//! in flight finishes under the revision it started with).
+
+use std::sync::{Arc, RwLock};
+
+use async_nats::jetstream::{self, kv, object_store};
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use slipway_catalog::Catalog;
+use tokio::io::AsyncReadExt as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Result};
+
+/// The KV bucket of catalog revisions.
+pub const BUCKET: &str = "slipway-catalog";
+/// The key of the revision in force.
+pub const KEY: &str = "current";
+/// The object store of compiled catalogs, by digest.
+pub const OBJECTS: &str = "slipway-catalog-revisions";
+/// Revisions the KV key keeps (NATS' most).
+pub const HISTORY: i64 = 64;
+
+/// One published revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    /// Where the catalog was read: a git URL, or a local file.
+    pub repository: String,
+    /// The commit it was read at (empty for a local file).
+    pub commit: String,
+    /// `sha256:<hex>` of the compiled catalog's JSON; the object's name.
+    pub digest: String,
+    /// Apps in it.
+    pub apps: usize,
+    /// The catalog files read, root first.
+    pub files: Vec<String>,
+    /// RFC 3339.
+    pub published_at: String,
+    /// KV revision (stream sequence) of this value; 0 before it is stored.
+    #[serde(default)]
+    pub sequence: u64,
+}
+
+fn nats(context: &str) -> impl FnOnce(String) -> Error + '_ {
+    move |e| Error::Nats(format!("{context}: {e}"))
+}
+
+/// The bucket and the object store.
+#[derive(Clone)]
+pub struct CatalogStore {
+    kv: kv::Store,
+    objects: object_store::ObjectStore,
+}
+
+impl std::fmt::Debug for CatalogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogStore").finish_non_exhaustive()
+    }
+}
+
+impl CatalogStore {
+    /// Binds to the bucket and object store, creating them if missing.
+    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self> {
+        let kv = match js.get_key_value(BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => {
+                // The stream `create_key_value` would make, made directly: `create_key_value`
+                // reads the account info first, whose nats-server 2.9 reply async-nats cannot parse.
+                let config = jetstream::stream::Config {
+                    name: format!("KV_{BUCKET}"),
+                    description: Some("slipway: the app catalog revision in force, and its history".into()),
+                    subjects: vec![format!("$KV.{BUCKET}.>")],
+                    max_messages_per_subject: HISTORY,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: jetstream::stream::DiscardPolicy::New,
+                    num_replicas: replicas,
+                    ..Default::default()
+                };
+                js.get_or_create_stream(config).await.map_err(|e| nats("catalog bucket")(e.to_string()))?;
+                js.get_key_value(BUCKET).await.map_err(|e| nats("catalog bucket")(e.to_string()))?
+            }
+        };
+        let objects = match js.get_object_store(OBJECTS).await {
+            Ok(store) => store,
+            Err(_) => {
+                let config = object_store::Config {
+                    bucket: OBJECTS.to_owned(),
+                    description: Some("slipway: compiled app catalogs by digest".to_owned()),
+                    num_replicas: replicas,
+                    ..Default::default()
+                };
+                js.create_object_store(config).await.map_err(|e| nats("catalog objects")(e.to_string()))?
+            }
+        };
+        Ok(Self { kv, objects })
+    }
+
+    /// Stores `catalog` and makes it the revision in force.
+    pub async fn publish(&self, repository: &str, commit: &str, catalog: &Catalog) -> Result<Revision> {
+        let json = serde_json::to_vec(catalog)?;
+        let digest = digest(&json);
+        let mut reader = json.as_slice();
+        self.objects.put(digest.as_str(), &mut reader).await.map_err(|e| nats("catalog object")(e.to_string()))?;
+        let mut revision = Revision {
+            repository: repository.to_owned(),
+            commit: commit.to_owned(),
+            digest,
+            apps: catalog.apps.len(),
+            files: catalog.files.clone(),
+            published_at: chrono::Utc::now().to_rfc3339(),
+            sequence: 0,
+        };
+        let value = serde_json::to_vec(&revision)?;
+        revision.sequence =
+            self.kv.put(KEY, value.into()).await.map_err(|e| nats("catalog revision")(e.to_string()))?;
+        Ok(revision)
+    }
+
+    /// The revision in force, if any.
+    pub async fn current(&self) -> Result<Option<Revision>> {
+        let entry = self.kv.entry(KEY).await.map_err(|e| nats("catalog revision")(e.to_string()))?;
+        entry.map(|e| revision_of(&e)).transpose()
+    }
+
+    /// Every kept revision, oldest first.
+    pub async fn history(&self) -> Result<Vec<Revision>> {
+        let mut history = self.kv.history(KEY).await.map_err(|e| nats("catalog history")(e.to_string()))?;
+        let mut out = Vec::new();
+        while let Some(entry) = history.next().await {
+            let entry = entry.map_err(|e| nats("catalog history")(e.to_string()))?;
+            if entry.operation == kv::Operation::Put {
+                out.push(revision_of(&entry)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The compiled catalog of `revision`.
+    pub async fn load(&self, revision: &Revision) -> Result<Catalog> {
+        let mut object =
+            self.objects.get(revision.digest.as_str()).await.map_err(|e| nats("catalog object")(e.to_string()))?;
+        let mut json = Vec::new();
+        object.read_to_end(&mut json).await?;
+        if digest(&json) != revision.digest {
+            return Err(Error::Nats(format!("catalog object {} does not match its digest", revision.digest)));
+        }
+        Ok(serde_json::from_slice(&json)?)
+    }
+}
+
+fn revision_of(entry: &kv::Entry) -> Result<Revision> {
+    let mut revision: Revision = serde_json::from_slice(&entry.value)?;
+    revision.sequence = entry.revision;
+    Ok(revision)
+}
+
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// A catalog revision with its compiled catalog.
+#[derive(Debug, Clone, Default)]
+pub struct InForce {
+    /// `None` before any revision was published.
+    pub revision: Option<Revision>,
+    pub catalog: Arc<Catalog>,
+}
+
+/// The revision in force, kept current by a watch on the bucket.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    current: Arc<RwLock<Arc<InForce>>>,
+}
+
+impl Live {
+    /// A fixed catalog (a local file; tests).
+    pub fn fixed(catalog: Catalog) -> Self {
+        let current = Arc::new(InForce { revision: None, catalog: Arc::new(catalog) });
+        Self { current: Arc::new(RwLock::new(current)) }
+    }
+
+    /// What is in force now. Hold on to it for the work in hand.
+    pub fn get(&self) -> Arc<InForce> {
+        self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn set(&self, in_force: InForce) {
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(in_force);
+    }
+
+    /// Loads the revision in force and follows the bucket until `shutdown`: each new revision
+    /// is loaded whole, then swapped in at once.
+    pub async fn watch(
+        store: CatalogStore,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>)> {
+        let live = Self::default();
+        let mut updates = store.kv.watch(KEY).await.map_err(|e| nats("catalog watch")(e.to_string()))?;
+        if let Some(revision) = store.current().await? {
+            let catalog = store.load(&revision).await?;
+            live.set(InForce { revision: Some(revision), catalog: Arc::new(catalog) });
+        }
+        let follower = live.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let entry = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    entry = updates.next() => entry,
+                };
+                let Some(Ok(entry)) = entry else {
+                    tracing::warn!("catalog watch ended; the revision in force stays");
+                    return;
+                };
+                let known = follower.get().revision.as_ref().map_or(0, |r| r.sequence);
+                if entry.operation != kv::Operation::Put || entry.revision <= known {
+                    continue;
+                }
+                match async { store.load(&revision_of(&entry)?).await.map(|c| (revision_of(&entry), c)) }.await {
+                    Ok((Ok(revision), catalog)) => {
+                        tracing::info!(commit = %revision.commit, apps = revision.apps, "catalog revision in force");
+                        metrics::counter!("slipway_catalog_switches_total").increment(1);
+                        follower.set(InForce { revision: Some(revision), catalog: Arc::new(catalog) });
+                    }
+                    Ok((Err(e), _)) | Err(e) => {
+                        tracing::error!(error = %e, "catalog revision not loaded; the one in force stays")
+                    }
+                }
+            }
+        });
+        Ok((live, task))
+    }
+}
