@@ -196,6 +196,8 @@ impl Live {
     }
 
     fn set(&self, in_force: InForce) {
+        let sequence = in_force.revision.as_ref().map_or(0, |r| r.sequence);
+        metrics::gauge!("slipway_catalog_revision").set(sequence as f64);
         *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(in_force);
     }
 

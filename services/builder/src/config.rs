@@ -25,8 +25,18 @@ pub struct Config {
     pub build: BuildConfig,
     /// Where build logs are kept.
     pub logs: LogsConfig,
-    /// The apps this builder knows; a request for any other app is rejected.
+    /// `[catalog]`: take apps from the app catalog in NATS instead of `apps`.
+    pub catalog: CatalogConfig,
+    /// The apps this builder knows (without a catalog); a request for any other app is rejected.
     pub apps: Vec<AppConfig>,
+}
+
+/// `[catalog]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// Apps come from the catalog revision in force (which ingest publishes), followed live.
+    pub enabled: bool,
 }
 
 /// One buildable app: where its source is and where its image goes.
@@ -244,6 +254,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             build: BuildConfig::default(),
             logs: LogsConfig::default(),
+            catalog: CatalogConfig::default(),
             apps: Vec::new(),
         }
     }
@@ -263,6 +274,9 @@ impl Validate for Config {
         self.admin.validate()?;
         self.telemetry.validate()?;
         self.build.validate()?;
+        if self.catalog.enabled && !self.apps.is_empty() {
+            return Err(invalid("apps", "apps come from the catalog when catalog.enabled is set; remove [[apps]]"));
+        }
         if self.logs.bucket.is_empty() || !self.logs.bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(invalid("logs.bucket", "must be 1 or more of A-Z, a-z, 0-9 and '-'"));
         }

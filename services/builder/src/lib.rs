@@ -8,6 +8,7 @@
 //! ([`logs`]). [`run`] boots the shared parts (admin port, NATS and the `SLIPWAY` stream,
 //! PostgreSQL schema `builder`), relays the outbox and consumes until the shutdown token fires.
 
+pub mod apps;
 pub mod backend;
 pub mod config;
 pub mod logs;
@@ -79,9 +80,25 @@ pub async fn run(config: Config, admin_listener: TcpListener, shutdown: Cancella
             Err(slipway_runtime::Error::ShuttingDown) => return stop(ctx, admin, relay_stop, relay_task).await,
             Err(e) => return Err(e.into()),
         };
+    let apps = if config.catalog.enabled {
+        let store = match service::retry("catalog bucket", &shutdown, || {
+            slipway_runtime::catalog::CatalogStore::open(&js, config.nats.stream_replicas)
+        })
+        .await
+        {
+            Ok(store) => store,
+            Err(slipway_runtime::Error::ShuttingDown) => return stop(ctx, admin, relay_stop, relay_task).await,
+            Err(e) => return Err(e.into()),
+        };
+        let (live, _watch) = slipway_runtime::catalog::Live::watch(store, shutdown.child_token()).await?;
+        apps::Apps::Catalog(live)
+    } else {
+        apps::Apps::Fixed(config.apps.clone())
+    };
     let replica = replica_name();
     let stale_after = (spec.ack_wait / 2).max(worker::HEARTBEAT * 5);
     let worker = Arc::new(worker::Worker {
+        apps,
         store: store::Store::new(ctx.pool.clone(), ctx.publisher.source(), &replica, backend.name(), stale_after),
         sources: source::SourceCache::new(&config.build.work_dir),
         registry: registry::RegistryClient::new(config.build.registry_tls),

@@ -5,7 +5,8 @@
 //! the request's extra tags (the semver tag of a tag push); the app's moving tags only for
 //! builds of its configured branch.
 
-use crate::config::{AppConfig, Config};
+use crate::apps::Apps;
+use crate::config::AppConfig;
 use slipway_mesh::EventId;
 use slipway_mesh::names::{CommitSha, ImageTag};
 use slipway_mesh::v1::BuildRequested;
@@ -48,14 +49,14 @@ impl fmt::Display for Invalid {
     }
 }
 
-/// Checks `request` against the configured apps and the name grammars.
-pub fn plan(config: &Config, request: &BuildRequested) -> Result<BuildPlan, Invalid> {
+/// Checks `request` against the apps (configured, or the catalog in force) and the name grammars.
+pub fn plan(apps: &Apps, request: &BuildRequested) -> Result<BuildPlan, Invalid> {
     if EventId::parse(&request.build_id).is_err() || request.build_id.len() > 100 {
         return Err(Invalid(format!("build id {:?} is not 1 to 100 of [A-Za-z0-9._:-]", clip(&request.build_id))));
     }
-    let app = config
-        .app(&request.app)
-        .ok_or_else(|| Invalid(format!("unknown app {:?}: not in this builder's [[apps]]", clip(&request.app))))?;
+    let app = apps
+        .get(&request.app)
+        .ok_or_else(|| Invalid(format!("unknown app {:?}: not in {}", clip(&request.app), apps.origin())))?;
     let source = request.source.as_ref().ok_or_else(|| Invalid("no source commit".to_owned()))?;
     let commit = CommitSha::parse(&source.commit_sha).map_err(|e| Invalid(e.to_string()))?;
     let mut tags = vec![ImageTag::parse(commit.as_str()).map_err(|e| Invalid(e.to_string()))?];
@@ -68,7 +69,7 @@ pub fn plan(config: &Config, request: &BuildRequested) -> Result<BuildPlan, Inva
             push_unique(&mut tags, tag.clone());
         }
     }
-    Ok(BuildPlan { build_id: request.build_id.clone(), app: app.clone(), commit, git_ref: source.r#ref.clone(), tags })
+    Ok(BuildPlan { build_id: request.build_id.clone(), app, commit, git_ref: source.r#ref.clone(), tags })
 }
 
 fn push_unique(tags: &mut Vec<ImageTag>, tag: ImageTag) {
@@ -85,6 +86,7 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Config;
     use slipway_mesh::v1::SourceRef;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -114,7 +116,7 @@ mod tests {
 
     #[test]
     fn branch_builds_get_sha_and_moving_tags() {
-        let p = plan(&config(), &request("writer", SHA, "refs/heads/main", &[])).expect("valid");
+        let p = plan(&Apps::Fixed(config().apps), &request("writer", SHA, "refs/heads/main", &[])).expect("valid");
         assert_eq!(tags(&p), [SHA, "latest", "edge"]);
         assert_eq!(p.branch(), Some("main"));
         assert_eq!(p.image_refs()[0], format!("r.local:5000/acme/writer:{SHA}"));
@@ -122,9 +124,10 @@ mod tests {
 
     #[test]
     fn other_branches_and_tag_pushes_get_no_moving_tags() {
-        let p = plan(&config(), &request("writer", SHA, "refs/heads/feature", &[])).expect("valid");
+        let p = plan(&Apps::Fixed(config().apps), &request("writer", SHA, "refs/heads/feature", &[])).expect("valid");
         assert_eq!(tags(&p), [SHA]);
-        let p = plan(&config(), &request("writer", SHA, "refs/tags/v1.2.3", &["v1.2.3", "v1.2.3"])).expect("valid");
+        let p = plan(&Apps::Fixed(config().apps), &request("writer", SHA, "refs/tags/v1.2.3", &["v1.2.3", "v1.2.3"]))
+            .expect("valid");
         assert_eq!(tags(&p), [SHA, "v1.2.3"]);
         assert_eq!(p.branch(), None);
     }
@@ -143,7 +146,7 @@ mod tests {
             (BuildRequested { build_id: "a b".into(), ..request("writer", SHA, "", &[]) }, "build id"),
         ];
         for (req, want) in cases {
-            let err = plan(&config(), &req).expect_err(want);
+            let err = plan(&Apps::Fixed(config().apps), &req).expect_err(want);
             assert!(err.0.contains(want), "{req:?}: {err}");
         }
     }

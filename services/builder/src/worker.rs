@@ -66,6 +66,8 @@ impl Failure {
 pub struct Worker {
     /// The service configuration (apps, build settings).
     pub config: Arc<Config>,
+    /// The apps it builds: `[[apps]]` or the catalog in force.
+    pub apps: crate::apps::Apps,
     /// Build rows and events.
     pub store: Store,
     /// Cached repositories.
@@ -88,7 +90,7 @@ impl Worker {
             return Outcome::Reject(format!("{} is not a build request", delivery.envelope.kind));
         };
         tracing::Span::current().record("build.id", request.build_id.as_str()).record("app", request.app.as_str());
-        let plan = match plan::plan(&self.config, request) {
+        let plan = match plan::plan(&self.apps, request) {
             Ok(plan) => plan,
             Err(invalid) => return self.reject(&delivery, request, invalid).await,
         };
@@ -198,7 +200,7 @@ impl Worker {
         }
         serde_json::from_slice::<BuildRequested>(&last.payload)
             .ok()
-            .and_then(|r| plan::plan(&self.config, &r).ok())
+            .and_then(|r| plan::plan(&self.apps, &r).ok())
             .is_some_and(|newer| newer.git_ref == plan.git_ref && newer.build_id != plan.build_id)
     }
 

@@ -174,7 +174,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        crate::plan::plan(&config, &request).expect("plan")
+        crate::plan::plan(&crate::apps::Apps::Fixed(config.apps.clone()), &request).expect("plan")
     }
 
     #[test]
