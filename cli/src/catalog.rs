@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use slipway_catalog::{Catalog, DirTree, Tree as _};
+use slipway_runtime::catalog::CatalogStore;
 
 use crate::client::Failure;
 use crate::commands::Print;
@@ -25,15 +26,25 @@ pub enum CatalogCommand {
         #[arg(long, value_name = "OWNER/NAME=DIR")]
         source: Vec<String>,
     },
-    /// The compiled, generator-expanded catalog of FILE: apps with their stages and owners.
+    /// The compiled, generator-expanded catalog in force (or of --file): apps with their
+    /// stages and who may approve them.
     Show {
         /// Only this app.
         app: Option<String>,
-        /// The catalog's root file.
-        #[arg(long, default_value = "slipway.yaml")]
-        file: PathBuf,
+        /// A catalog root file instead of the revision in force.
+        #[arg(long)]
+        file: Option<PathBuf>,
         #[arg(long, value_name = "OWNER/NAME=DIR")]
         source: Vec<String>,
+        /// NATS server URL.
+        #[arg(long, env = "SLIPWAY_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+    },
+    /// The revisions of the catalog, oldest first (the last is in force).
+    History {
+        /// NATS server URL.
+        #[arg(long, env = "SLIPWAY_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats: String,
     },
 }
 
@@ -74,8 +85,56 @@ fn compile(file: &Path, sources: &BTreeMap<String, Vec<String>>) -> Result<Resul
     }))
 }
 
-/// Runs `command` offline.
-pub fn run(command: CatalogCommand, print: Print) -> Result<(), Failure> {
+async fn store(url: &str) -> Result<CatalogStore, Failure> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(std::time::Duration::from_secs(3))
+        .connect(url)
+        .await
+        .map_err(|e| Failure::Unreachable(format!("cannot reach NATS at {url}: {e}")))?;
+    let js = async_nats::jetstream::new(client);
+    if js.get_key_value(slipway_runtime::catalog::BUCKET).await.is_err() {
+        return Err(Failure::Api("no catalog has been published yet".into()));
+    }
+    CatalogStore::open(&js, 1).await.map_err(|e| Failure::Api(e.to_string()))
+}
+
+/// Runs `command`: validate offline, show and history from NATS (or show --file offline).
+pub async fn run(command: CatalogCommand, print: Print) -> Result<(), Failure> {
+    match command {
+        CatalogCommand::History { nats } => {
+            let history = store(&nats).await?.history().await.map_err(|e| Failure::Api(e.to_string()))?;
+            print.show(&history, || {
+                let mut out = format!("{:<6} {:<26} {:<12} {:>6}  {}\n", "REV", "PUBLISHED", "COMMIT", "APPS", "FROM");
+                for r in &history {
+                    let at = r.published_at.get(..19).unwrap_or(&r.published_at);
+                    let commit = r.commit.get(..12).unwrap_or(&r.commit);
+                    out.push_str(&format!("{:<6} {at:<26} {commit:<12} {:>6}  {}\n", r.sequence, r.apps, r.repository));
+                }
+                out.trim_end().to_owned()
+            })
+        }
+        CatalogCommand::Show { app, file: None, nats, .. } => {
+            let store = store(&nats).await?;
+            let revision = store.current().await.map_err(|e| Failure::Api(e.to_string()))?;
+            let revision = revision.ok_or_else(|| Failure::Api("no catalog has been published yet".into()))?;
+            let catalog = store.load(&revision).await.map_err(|e| Failure::Api(e.to_string()))?;
+            show(&catalog, app.as_deref(), print)
+        }
+        offline => run_offline(offline, print),
+    }
+}
+
+fn show(catalog: &Catalog, app: Option<&str>, print: Print) -> Result<(), Failure> {
+    let apps: Vec<_> = catalog.apps.values().filter(|a| app.is_none_or(|name| a.name == name)).collect();
+    if let Some(name) = app
+        && apps.is_empty()
+    {
+        return Err(Failure::Api(format!("no app {name} in the catalog")));
+    }
+    print.show(&apps, || table(catalog, &apps))
+}
+
+fn run_offline(command: CatalogCommand, print: Print) -> Result<(), Failure> {
     match command {
         CatalogCommand::Validate { files, source } => {
             let sources = sources(&source)?;
@@ -107,22 +166,16 @@ pub fn run(command: CatalogCommand, print: Print) -> Result<(), Failure> {
             }
             Ok(())
         }
-        CatalogCommand::Show { app, file, source } => {
+        CatalogCommand::Show { app, file: Some(file), source, .. } => {
             let catalog = match compile(&file, &sources(&source)?)? {
                 Ok(catalog) => catalog,
                 Err(lines) => {
                     return Err(Failure::Api(format!("the catalog does not validate:\n{}", lines.join("\n"))));
                 }
             };
-            let apps: Vec<_> =
-                catalog.apps.values().filter(|a| app.as_deref().is_none_or(|name| a.name == name)).collect();
-            if let Some(name) = &app
-                && apps.is_empty()
-            {
-                return Err(Failure::Api(format!("no app {name} in the catalog")));
-            }
-            print.show(&apps, || table(&catalog, &apps))
+            show(&catalog, app.as_deref(), print)
         }
+        CatalogCommand::Show { file: None, .. } | CatalogCommand::History { .. } => Ok(()),
     }
 }
 

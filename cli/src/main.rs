@@ -180,7 +180,7 @@ async fn main() -> ExitCode {
             return dlq::run(&notifier, command, print).await;
         }
         if let Command::Catalog { command } = cli.command {
-            return catalog::run(command, print);
+            return catalog::run(command, print).await;
         }
         if let Command::Spool { ingest, command } = cli.command {
             return spool::run(&ingest, command, print).await;

@@ -73,3 +73,33 @@ fn a_broken_catalog_fails_with_file_line_key_and_reason() {
     let (code, _, err) = slipctl(&["catalog", "validate", "/nonexistent/slipway.yaml"]);
     assert_eq!(code, 1, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_and_history_read_the_revisions_in_nats() {
+    let nats = slipway_testkit::NatsServer::start().await.expect("nats");
+    let url = nats.url();
+    let (code, _, err) = slipctl(&["catalog", "history", "--nats", &url]);
+    assert_eq!((code, err.trim()), (1, "slipctl: no catalog has been published yet"));
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.expect("connect"));
+    let store = slipway_runtime::catalog::CatalogStore::open(&js, 1).await.expect("store");
+    let mut catalog =
+        slipway_catalog::build(&slipway_catalog::DirTree(example()), "slipway.yaml", &|_| None).expect("valid");
+    store.publish("git://h/deploy.git", "1111111111111111", &catalog).await.expect("publish");
+    catalog.apps.remove("reader");
+    store.publish("git://h/deploy.git", "2222222222222222", &catalog).await.expect("publish");
+
+    let (code, out, err) = slipctl(&["catalog", "history", "--nats", &url]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        rows[0].starts_with("1 ") && rows[0].contains("111111111111") && rows[0].contains(" 3  git://h/deploy.git"),
+        "{out}"
+    );
+    assert!(rows[1].starts_with("2 ") && rows[1].contains(" 2  git://h/deploy.git"), "{out}");
+    let (code, out, _) = slipctl(&["catalog", "show", "writer", "--nats", &url]);
+    assert_eq!(code, 0);
+    assert!(out.contains("staging    1 approval(s) by team:qa"), "{out}");
+    let (code, _, err) = slipctl(&["catalog", "show", "reader", "--nats", &url]);
+    assert_eq!((code, err.trim()), (1, "slipctl: no app reader in the catalog"), "removed in the revision in force");
+}
