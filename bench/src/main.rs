@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p slipway-bench -- ingest [--concurrency 32] [--generator wrk|builtin] [--seconds 5]
 //! cargo run --release -p slipway-bench -- promotion [--apps 1000] [--singles 100]
+//! cargo run --release -p slipway-bench -- catalog [--apps 10000] [--pushes 5]
 //! ```
 //! The same binary plays the other roles (`ingest-server`, `load`, `watch-load`) as child
 //! processes, so the load generator never shares a process (or an allocator, or a runtime)
@@ -24,6 +25,7 @@
 //! promoter's peak VmRSS under webhook and Watch load, the Watch, ingest and promotion
 //! benchmarks; one table of figure, value, target, met. (MB = 10^6 bytes.)
 
+mod catalog;
 mod ingest;
 mod load;
 mod promotion;
@@ -43,6 +45,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The app catalog at 10,000 apps: compile time, publish, webhook → every watcher live.
+    Catalog(catalog::Args),
     /// Signed 8 KB push webhooks into ingest (JetStream file storage), next to the raw
     /// JetStream publish rate and the adnanh `webhook` server verifying the same signatures.
     Ingest(ingest::Args),
@@ -73,6 +77,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match cli.command {
+            Command::Catalog(args) => catalog::run(args).await,
             Command::Ingest(args) => ingest::run(args).await,
             Command::IngestServer(args) => ingest::serve(args).await,
             Command::Load(args) => load::run(args).await,
