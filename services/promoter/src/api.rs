@@ -96,9 +96,10 @@ impl Promoter {
 
     /// Apps (all, or the one named) × stages with what they run, holds and waiting approvals.
     pub async fn list_apps(&self, app: &str) -> Result<v1::ListAppsResponse> {
-        let stages: Vec<String> = self.config.pipeline.stages.iter().map(|s| s.name.to_string()).collect();
+        let in_force = self.apps.get();
+        let stages = in_force.stage_names();
         let mut apps = Vec::new();
-        for cfg in self.config.apps.iter().filter(|a| app.is_empty() || a.name.as_str() == app) {
+        for cfg in in_force.apps.iter().filter(|a| app.is_empty() || a.name.as_str() == app) {
             apps.push(self.app_status(&cfg.name).await?);
         }
         if !app.is_empty() && apps.is_empty() {
@@ -111,7 +112,8 @@ impl Promoter {
         let mut conn = self.pool.acquire().await?;
         let state = store::load(&mut conn, app, &[]).await?;
         let mut stages = Vec::new();
-        for cfg in &self.config.pipeline.stages {
+        let pipeline = self.apps.get().pipeline(app.as_str());
+        for cfg in &pipeline.stages {
             let st = state.stages.get(cfg.name.as_str()).cloned().unwrap_or_default();
             let desired = st.desired_promotion.as_ref().and_then(|id| state.promotions.get(id));
             let health = match desired.map(|p| p.state) {

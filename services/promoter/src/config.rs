@@ -40,6 +40,18 @@ pub struct Config {
     pub health: crate::health::HealthConfig,
     /// GitHub's API, for stages in PR mode (`[github]`).
     pub github: GithubConfig,
+    /// `[catalog]`: apps and pipelines from the app catalog in NATS instead of `[[apps]]`
+    /// and `[pipeline]` (whose `tick_secs` still applies).
+    pub catalog: CatalogConfig,
+}
+
+/// `[catalog]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// Apps, pipelines, teams and admins come from the catalog revision in force (which
+    /// ingest publishes), followed live.
+    pub enabled: bool,
 }
 
 /// `[gitops]`: the write-back's local state and commit identity.
@@ -203,6 +215,7 @@ impl Default for Config {
             admin_api: AdminApiConfig::default(),
             health: crate::health::HealthConfig::default(),
             github: GithubConfig::default(),
+            catalog: CatalogConfig::default(),
         }
     }
 }
@@ -215,6 +228,12 @@ impl Validate for Config {
         self.telemetry.validate()?;
         self.pipeline.validate()?;
         pipeline::validate_apps(&self.apps)?;
+        if self.catalog.enabled && (!self.apps.is_empty() || !self.pipeline.stages.is_empty()) {
+            return Err(slipway_runtime::config::invalid(
+                "catalog.enabled",
+                "apps and pipelines come from the catalog: remove [[apps]] and [[pipeline.stages]]",
+            ));
+        }
         self.admin_api.validate()?;
         self.health.validate(&self.pipeline)?;
         self.github.validate(self)?;

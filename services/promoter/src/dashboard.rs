@@ -177,12 +177,14 @@ async fn delivery(State(slot): State<Slot>, Query(params): Query<DeliveryParams>
     let now = chrono::Utc::now();
     let since = now - chrono::Duration::days(i64::from(days));
     let mut apps = Vec::new();
-    if let Some(last) = promoter.config.pipeline.stages.last() {
-        for app in &promoter.config.apps {
-            let (app, stage) = (app.name.as_str(), last.name.as_str());
-            let history = queries::delivery_history(&promoter.pool, app, stage, since).await?;
-            apps.push(delivery::compute(app, stage, &history, now, days));
-        }
+    let in_force = promoter.apps.get();
+    for app in &in_force.apps {
+        // Delivery is measured into each app's own last stage.
+        let pipeline = in_force.pipeline(app.name.as_str());
+        let Some(last) = pipeline.stages.last() else { continue };
+        let (app, stage) = (app.name.as_str(), last.name.as_str());
+        let history = queries::delivery_history(&promoter.pool, app, stage, since).await?;
+        apps.push(delivery::compute(app, stage, &history, now, days));
     }
     Ok(axum::Json(serde_json::json!({ "window_days": days, "apps": apps })).into_response())
 }

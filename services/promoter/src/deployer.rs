@@ -57,7 +57,7 @@ impl GitDeployer {
 
 /// The write-back update for `promotion` of `app`.
 pub fn update_for(app: &AppConfig, promotion: &Promotion) -> Result<Update> {
-    let target = &app.gitops;
+    let target = app.target(&promotion.stage);
     let file = target.path_for(&app.name, &promotion.stage);
     let image = &promotion.version.image;
     let (target_spec, with_name) = match target.kind {
@@ -102,10 +102,11 @@ fn classify(e: gitops::Error) -> Error {
 impl Deployer for GitDeployer {
     fn write<'a>(&'a self, app: &'a AppConfig, promotion: &'a Promotion) -> BoxFuture<'a, Result<Written>> {
         Box::pin(async move {
-            let key = RepoKey::new(&app.gitops.repository, &app.gitops.branch).map_err(permanent)?;
+            let target = app.target(&promotion.stage);
+            let key = RepoKey::new(&target.repository, &target.branch).map_err(permanent)?;
             let update = update_for(app, promotion)?;
             if let Some(pull_requests) = self.pull_requests.as_ref().filter(|p| p.applies_to(&promotion.stage)) {
-                let Some(repository) = app.gitops.github_repository.as_deref() else {
+                let Some(repository) = target.github_repository.as_deref() else {
                     let message = format!("app {} has no gitops.github_repository for PR mode", app.name);
                     return Err(Error::Deploy { message, permanent: true });
                 };
@@ -156,7 +157,8 @@ impl Deployer for RecordingDeployer {
             None => {
                 self.calls.lock().unwrap_or_else(PoisonError::into_inner).push((app.name.clone(), promotion.clone()));
                 let commit = format!("recorded-{}", promotion.id);
-                let (repository, branch) = (app.gitops.repository.clone(), app.gitops.branch.clone());
+                let target = app.target(&promotion.stage);
+                let (repository, branch) = (target.repository.clone(), target.branch.clone());
                 Ok(Written { repository, branch, commit, pull_request_url: None })
             }
         };

@@ -68,6 +68,7 @@ pub struct HealthTask {
 pub fn spawn(
     client: Option<kube::Client>,
     config: Arc<Config>,
+    apps: crate::catalog::Apps,
     ctx: &ServiceContext,
     shutdown: &CancellationToken,
 ) -> HealthTask {
@@ -75,7 +76,7 @@ pub fn spawn(
     let task = config.health.reports_anything().then(|| {
         let (stream, publisher) = (ctx.stream.clone(), ctx.publisher.clone());
         let span = tracing::info_span!("health");
-        tokio::spawn(run(config, client, stream, publisher, stop.clone()).instrument(span))
+        tokio::spawn(run(config, apps, client, stream, publisher, stop.clone()).instrument(span))
     });
     HealthTask { stop, task }
 }
@@ -98,6 +99,7 @@ impl HealthTask {
 /// `client` is needed only when some stage is watched through Kubernetes.
 pub async fn run(
     config: Arc<Config>,
+    apps: crate::catalog::Apps,
     client: Option<kube::Client>,
     stream: Stream,
     publisher: Publisher,
@@ -112,7 +114,7 @@ pub async fn run(
         Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let watcher = Arc::new(Watcher { config, client, stream, publisher, shutdown: shutdown.clone() });
+    let watcher = Arc::new(Watcher { config, apps, client, stream, publisher, shutdown: shutdown.clone() });
     consumer::run(consumer, LoopOptions::for_spec(&spec, watches), shutdown, move |d| watcher.clone().handle(d))
         .await?;
     Ok(())
@@ -126,6 +128,8 @@ enum Stop {
 
 struct Watcher {
     config: Arc<Config>,
+    /// For each app's pipeline (its stages' watch windows).
+    apps: crate::catalog::Apps,
     client: Option<kube::Client>,
     stream: Stream,
     publisher: Publisher,
@@ -139,7 +143,8 @@ impl Watcher {
             (Ok(app), Ok(stage)) => (app, stage),
             _ => return Outcome::Reject(format!("bad app or stage in {}", delivery.envelope.id)),
         };
-        let Some(plan) = self.config.health.plan(&self.config.pipeline, &app, &stage) else { return Outcome::Ack };
+        let pipeline = self.apps.get().pipeline(app.as_str());
+        let Some(plan) = self.config.health.plan(&pipeline, &app, &stage) else { return Outcome::Ack };
         if matches!(plan.target, Target::Deployment { .. }) && committed.image.is_none() {
             return Outcome::Reject("promotion.committed without image; the Deployment cannot be matched".into());
         }

@@ -15,6 +15,7 @@
 //! The admin port also serves the live web [`dashboard`].
 
 pub mod api;
+pub mod catalog;
 pub mod config;
 pub mod dashboard;
 pub mod deployer;
@@ -104,10 +105,29 @@ pub async fn serve(
     let relay = Relay::new(ctx.pool.clone(), ctx.publisher.clone());
     let relay_task = tokio::spawn(relay.clone().run(relay_stop.clone()));
     let config = Arc::new(config);
-    let promoter = Arc::new(Promoter::new(ctx.pool.clone(), config.clone(), ctx.publisher.source(), deployer));
+    let apps = if config.catalog.enabled {
+        let js = async_nats::jetstream::new(ctx.client.clone());
+        let replicas = config.nats.stream_replicas;
+        let store = match service::retry("catalog bucket", &shutdown, || {
+            slipway_runtime::catalog::CatalogStore::open(&js, replicas)
+        })
+        .await
+        {
+            Ok(store) => store,
+            Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let (live, _watch) = slipway_runtime::catalog::Live::watch(store, shutdown.child_token()).await?;
+        catalog::Apps::from_catalog(live, &config)
+    } else {
+        catalog::Apps::from_config(&config)
+    };
+    let promoter = Arc::new(
+        Promoter::new(ctx.pool.clone(), config.clone(), ctx.publisher.source(), deployer).with_apps(apps.clone()),
+    );
     let tokens = grpc::TokenTable::new(&config.admin_api.tokens);
     dashboard.attach(promoter.clone(), ctx.stream.clone(), tokens, shutdown.clone());
-    let health = health::spawn(kube, config.clone(), &ctx, &shutdown);
+    let health = health::spawn(kube, config.clone(), apps, &ctx, &shutdown);
     let api = api_listener
         .map(|l| tokio::spawn(grpc::serve(l, promoter.clone(), ctx.stream.clone(), shutdown.child_token())));
     let consumed = consume(&ctx, &config, &promoter, &shutdown).await;

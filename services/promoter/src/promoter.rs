@@ -42,7 +42,8 @@ pub struct Reply {
 /// The pipeline service: state in PostgreSQL, versions written through a [`Deployer`].
 pub struct Promoter {
     pub(crate) pool: PgPool,
-    pub(crate) config: Arc<Config>,
+    /// The apps and pipelines in force (`[[apps]]` and `[pipeline]`, or the catalog).
+    pub(crate) apps: crate::catalog::Apps,
     source: String,
     deployer: Arc<dyn Deployer>,
     max_deliver: i64,
@@ -58,7 +59,14 @@ impl Promoter {
     /// `source` is the `ce-source` of the events it emits.
     pub fn new(pool: PgPool, config: Arc<Config>, source: impl Into<String>, deployer: Arc<dyn Deployer>) -> Self {
         let max_deliver = config.nats.max_deliver;
-        Promoter { pool, config, source: source.into(), deployer, max_deliver }
+        let apps = crate::catalog::Apps::from_config(&config);
+        Promoter { pool, apps, source: source.into(), deployer, max_deliver }
+    }
+
+    /// Takes apps and pipelines from `apps` (the catalog) instead of the configuration.
+    pub fn with_apps(mut self, apps: crate::catalog::Apps) -> Self {
+        self.apps = apps;
+        self
     }
 
     /// Decides `event` about `app` inside `conn`'s transaction and applies the effects.
@@ -73,7 +81,7 @@ impl Promoter {
         store::lock_app(conn, app).await?;
         let state = store::load(conn, app, extra).await?;
         let input = Input { id: id.to_owned(), at: Utc::now(), event };
-        let effects = decide(&self.config.pipeline, &state, input);
+        let effects = decide(&self.apps.get().pipeline(app.as_str()), &state, input);
         store::apply(conn, Some(app), &self.source, &effects).await?;
         Ok(effects)
     }
@@ -128,7 +136,7 @@ impl Promoter {
 
     async fn on_build(&self, conn: &mut PgConnection, id: &str, build: &v1::BuildSucceeded) -> Result<()> {
         let app = AppName::parse(&build.app)?;
-        if self.config.app(app.as_str()).is_none() {
+        if self.apps.get().app(app.as_str()).is_none() {
             tracing::debug!(app = %app, "not an app of this promoter");
             return Ok(());
         }
@@ -194,7 +202,7 @@ impl Promoter {
         mut command: Command,
     ) -> Result<Vec<Effect>> {
         let app = match app {
-            Some(name) => match AppName::parse(name).ok().filter(|a| self.config.app(a.as_str()).is_some()) {
+            Some(name) => match AppName::parse(name).ok().filter(|a| self.apps.get().app(a.as_str()).is_some()) {
                 Some(app) => app,
                 None => return self.refuse_in(conn, name, &command, "unknown-app").await,
             },
@@ -215,7 +223,7 @@ impl Promoter {
     }
 
     async fn refuse_in(&self, conn: &mut PgConnection, app: &str, command: &Command, why: &str) -> Result<Vec<Effect>> {
-        let effects = domain::refusal(&self.config.pipeline, app, command, why);
+        let effects = domain::refusal(&self.apps.get().pipeline(app), app, command, why);
         let app = AppName::parse(app).ok();
         store::apply(conn, app.as_ref(), &self.source, &effects).await?;
         Ok(effects)
@@ -254,7 +262,8 @@ impl Promoter {
         if promotion.state != PromotionState::Requested {
             return Ok(());
         }
-        let written = match self.config.app(app.as_str()) {
+        let in_force = self.apps.get();
+        let written = match in_force.app(app.as_str()) {
             // A newer version was asked for meanwhile; writing this one would only undo it.
             _ if !current => Err(Error::Deploy { message: "superseded before it was written".into(), permanent: true }),
             None => Err(Error::Deploy { message: format!("app {app} is not configured"), permanent: true }),

@@ -52,7 +52,8 @@ async fn start(mut health: HealthConfig) -> Env {
     let kube = health::client(&config.health).await.expect("kube client").expect("some stage is watched");
     let publisher = Publisher::new(client, "/slipway/test/local");
     let shutdown = CancellationToken::new();
-    let run = health::run(Arc::new(config), Some(kube), stream.clone(), publisher.clone(), shutdown.clone());
+    let apps = slipway_promoter::catalog::Apps::from_config(&config);
+    let run = health::run(Arc::new(config), apps, Some(kube), stream.clone(), publisher.clone(), shutdown.clone());
     Env { _nats: nats, fake, publisher, stream, events, shutdown, task: tokio::spawn(run) }
 }
 

@@ -203,6 +203,17 @@ pub struct AppConfig {
     /// without naming it; empty accepts any.
     #[serde(default)]
     pub source_repositories: BTreeSet<String>,
+    /// Per stage, a target of its own (apps from the catalog, whose stages may deploy to
+    /// other repositories); `gitops` for the others.
+    #[serde(skip)]
+    pub stage_targets: BTreeMap<String, GitopsTarget>,
+}
+
+impl AppConfig {
+    /// Where this app's version is written in `stage`.
+    pub fn target(&self, stage: &EnvName) -> &GitopsTarget {
+        self.stage_targets.get(stage.as_str()).unwrap_or(&self.gitops)
+    }
 }
 
 pub(crate) fn validate_apps(apps: &[AppConfig]) -> slipway_runtime::Result<()> {

@@ -46,16 +46,18 @@ pub async fn pending_approvals(promoter: &Promoter) -> Result<Vec<PendingApprova
     )
     .fetch_all(&promoter.pool)
     .await?;
-    let pipeline = &promoter.config.pipeline;
+    let in_force = promoter.apps.get();
     let mut pending = Vec::new();
     for row in rows {
         let stage: String = row.try_get("stage")?;
+        let app: String = row.try_get("app")?;
+        let pipeline = in_force.pipeline(&app);
         let Some((_, cfg)) = pipeline.stage(&stage).filter(|(_, s)| s.policy == Policy::Approval) else { continue };
         let version: Version = serde_json::from_value(row.try_get("version")?)?;
         let approved_by: Vec<String> = row.try_get("approvals")?;
         pending.push(PendingApproval {
             promotion_id: row.try_get("id")?,
-            app: row.try_get("app")?,
+            app,
             stage,
             tag: version.image.tag,
             commit: version.source.commit_sha,
@@ -66,7 +68,7 @@ pub async fn pending_approvals(promoter: &Promoter) -> Result<Vec<PendingApprova
             granted: u32::try_from(approved_by.len()).unwrap_or(u32::MAX),
             approved_by,
             approvers: cfg.approvers.clone(),
-            teams: teams(&promoter.config.pipeline.teams, cfg),
+            teams: teams(&pipeline.teams, cfg),
             admins: pipeline.admins.clone(),
             four_eyes: cfg.four_eyes,
         });
