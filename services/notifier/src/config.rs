@@ -40,6 +40,16 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Events handled at once by this replica.
     pub concurrency: usize,
+    /// `[catalog]`: route by the teams of the app catalog in force (`routes[].teams`).
+    pub catalog: CatalogConfig,
+}
+
+/// `[catalog]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// Follow the catalog revision ingest publishes, for the team of each event's app.
+    pub enabled: bool,
 }
 
 /// The callback listener.
@@ -116,6 +126,7 @@ impl Default for Config {
             routes: Vec::new(),
             retry: RetryConfig::default(),
             concurrency: 16,
+            catalog: CatalogConfig::default(),
         }
     }
 }

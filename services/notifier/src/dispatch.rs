@@ -80,9 +80,29 @@ pub struct Dispatcher {
     lease: Duration,
     redactor: Redactor,
     shutdown: CancellationToken,
+    /// The app catalog in force, for the team of an event's app (`[catalog] enabled`).
+    catalog: Option<slipway_runtime::catalog::Live>,
 }
 
 impl Dispatcher {
+    /// Routes by the teams of the catalog `live` follows.
+    pub fn with_catalog(mut self, live: slipway_runtime::catalog::Live) -> Self {
+        self.catalog = Some(live);
+        self
+    }
+
+    /// What routing looks at, with the app's team from the catalog in force.
+    fn facts(&self, payload: &Payload) -> crate::routing::Facts {
+        let mut facts = render::facts(payload);
+        if let Some(live) = &self.catalog
+            && !facts.app.is_empty()
+        {
+            let team = live.get().catalog.apps.get(&facts.app).and_then(|a| a.team.clone());
+            facts.team = team.unwrap_or_default();
+        }
+        facts
+    }
+
     /// A dispatcher writing to `pool` and publishing (via the outbox) as `source`.
     pub fn new(
         pool: PgPool,
@@ -99,7 +119,7 @@ impl Dispatcher {
             .collect();
         let client = reqwest::Client::builder().user_agent("slipway-notifier").build().unwrap_or_default();
         let templates = routes.iter().map(|r| r.template.clone()).collect();
-        Self { pool, source, router, templates, remotes, client, retry, lease, redactor, shutdown }
+        Self { pool, source, router, templates, remotes, client, retry, lease, redactor, shutdown, catalog: None }
     }
 
     /// The consumer handler: delivers to every routed destination; retries the message only
@@ -108,7 +128,7 @@ impl Dispatcher {
         if d.envelope.kind.domain() == EventKind::NotificationSent.domain() {
             return Outcome::Ack;
         }
-        let targets = self.router.route(&render::facts(&d.payload));
+        let targets = self.router.route(&self.facts(&d.payload));
         let runs = targets.iter().map(|t| self.deliver(&d.envelope, &d.payload, &d.body, t));
         let results = futures::future::join_all(runs).await;
         match results.into_iter().find_map(Result::err) {
@@ -120,7 +140,7 @@ impl Dispatcher {
     /// The routing target for `destination` (for a replay: with the template it has now).
     pub fn target_for(&self, payload: &Payload, destination: &str) -> Target {
         self.router
-            .route(&render::facts(payload))
+            .route(&self.facts(payload))
             .into_iter()
             .find(|t| t.destination == destination)
             .unwrap_or(Target { destination: destination.to_owned(), template: None })

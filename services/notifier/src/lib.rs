@@ -75,14 +75,30 @@ pub async fn serve(
     let others: Vec<&slipway_runtime::config::Secret> = signing_secret.iter().collect();
     let redactor = destination::Redactor::new(&destinations, &others);
     let spec = ConsumerSpec::new(dispatch::DURABLE, &dispatch::filter_subjects(), &config.nats);
-    let dispatcher = Arc::new(dispatch::Dispatcher::new(
+    let mut dispatcher = dispatch::Dispatcher::new(
         ctx.pool.clone(),
         ctx.publisher.source().to_owned(),
         router,
         dispatch::Settings { routes: &config.routes, retry: config.retry.clone(), lease: spec.ack_wait, redactor },
         destinations,
         shutdown.child_token(),
-    ));
+    );
+    if config.catalog.enabled {
+        let js = async_nats::jetstream::new(ctx.client.clone());
+        let replicas = config.nats.stream_replicas;
+        let store = match service::retry("catalog bucket", &shutdown, || {
+            slipway_runtime::catalog::CatalogStore::open(&js, replicas)
+        })
+        .await
+        {
+            Ok(store) => store,
+            Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let (live, _watch) = slipway_runtime::catalog::Live::watch(store, shutdown.child_token()).await?;
+        dispatcher = dispatcher.with_catalog(live);
+    }
+    let dispatcher = Arc::new(dispatcher);
     let _ = slot.set(dispatcher.clone());
 
     let interactions = Arc::new(interactions::Interactions {

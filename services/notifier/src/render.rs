@@ -92,7 +92,7 @@ pub fn severity(payload: &Payload) -> Severity {
 /// The routing facts of a payload.
 pub fn facts(payload: &Payload) -> Facts {
     let (app, stage) = app_stage(payload);
-    Facts { kind: payload_kind(payload), app, stage, severity: severity(payload) }
+    Facts { kind: payload_kind(payload), app, stage, severity: severity(payload), team: String::new() }
 }
 
 fn image(i: Option<&ImageRef>) -> String {

@@ -48,6 +48,9 @@ pub struct RouteConfig {
     pub apps: Vec<String>,
     /// Stage globs; empty: any stage (and events without one).
     pub stages: Vec<String>,
+    /// Teams of the app catalog (`[catalog] enabled`): only events of apps these teams own;
+    /// empty: any (and events of no team).
+    pub teams: Vec<String>,
     /// Only events at least this severe.
     pub min_severity: Option<Severity>,
     /// Destination names.
@@ -67,6 +70,8 @@ pub struct Facts {
     pub stage: String,
     /// Severity.
     pub severity: Severity,
+    /// The team owning the app in the catalog in force, empty when none.
+    pub team: String,
 }
 
 /// One destination an event goes to.
@@ -82,6 +87,7 @@ struct Rule {
     events: Option<GlobSet>,
     apps: Option<GlobSet>,
     stages: Option<GlobSet>,
+    teams: Vec<String>,
     min_severity: Option<Severity>,
     destinations: Vec<String>,
     has_template: bool,
@@ -144,6 +150,7 @@ impl Router {
                 events,
                 apps: globs(&r.apps, &format!("{key}.apps"))?,
                 stages: globs(&r.stages, &format!("{key}.stages"))?,
+                teams: r.teams.clone(),
                 min_severity: r.min_severity,
                 destinations: r.destinations.clone(),
                 has_template: r.template.is_some(),
@@ -161,7 +168,8 @@ impl Router {
             let app_ok = rule.apps.as_ref().is_none_or(|g| !facts.app.is_empty() && g.is_match(&facts.app));
             let stage_ok = rule.stages.as_ref().is_none_or(|g| !facts.stage.is_empty() && g.is_match(&facts.stage));
             let severity_ok = rule.min_severity.is_none_or(|min| facts.severity >= min);
-            if !(event_ok && app_ok && stage_ok && severity_ok) {
+            let team_ok = rule.teams.is_empty() || (!facts.team.is_empty() && rule.teams.contains(&facts.team));
+            if !(event_ok && app_ok && stage_ok && severity_ok && team_ok) {
                 continue;
             }
             for d in &rule.destinations {
@@ -184,6 +192,7 @@ mod tests {
             events: v(events),
             apps: v(apps),
             stages: v(stages),
+            teams: Vec::new(),
             min_severity: min,
             destinations: v(dest),
             template: None,
@@ -191,7 +200,7 @@ mod tests {
     }
 
     fn facts(kind: EventKind, app: &str, stage: &str, severity: Severity) -> Facts {
-        Facts { kind, app: app.into(), stage: stage.into(), severity }
+        Facts { kind, app: app.into(), stage: stage.into(), severity, team: String::new() }
     }
 
     fn names(r: &Router, f: &Facts) -> Vec<String> {
@@ -248,5 +257,20 @@ mod tests {
         assert!(e.to_string().contains("routes[0].events[0]"), "{e}");
         let e = Router::new(&[rule(&[], &[], &[], None, &["y"])], &["x"]).expect_err("dest");
         assert!(e.to_string().contains("routes[0].destinations"), "{e}");
+    }
+
+    #[test]
+    fn a_teams_channel_gets_its_apps_events() {
+        let mut payments = rule(&[], &[], &[], None, &["payments-channel"]);
+        payments.teams = vec!["payments".into()];
+        let r =
+            Router::new(&[payments, rule(&["build.failed"], &[], &[], None, &["all"])], &["payments-channel", "all"])
+                .expect("routes");
+        let mut f = facts(EventKind::BuildFailed, "ledger", "", Severity::Error);
+        assert_eq!(names(&r, &f), ["all"], "no team known: only the rule without teams");
+        f.team = "payments".into();
+        assert_eq!(names(&r, &f), ["payments-channel", "all"]);
+        f.team = "sre".into();
+        assert_eq!(names(&r, &f), ["all"]);
     }
 }
