@@ -5,7 +5,8 @@
 //! `scripts/quickstart.d`, and the four services started with the quickstart's environment.
 //!
 //! [`Demo::start_apps`] renders the same demo as a monorepo of several apps: each app is a copy
-//! of hello (its directory, image, overlays, and its `[[apps]]` entry in every config).
+//! of hello (its directory, image and overlays); the app catalog's directory generator in the
+//! GitOps repository's slipway.yaml makes each an app, as in the quickstart.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -143,6 +144,14 @@ impl Demo {
                 write(&dir.join(stage).join("kustomization.yaml"), &text);
             }
         }
+        // The app catalog: its generator makes every apps/<app> of the app repository an app.
+        let host = self.registry.host();
+        let catalog = [
+            ("APP_REPO_URL", self.app_url.as_str()),
+            ("REGISTRY", host.as_str()),
+            ("GITOPS_REPO_URL", &self.gitops_url),
+        ];
+        write(&tree.join("slipway.yaml"), &render("gitops/slipway.yaml", &catalog));
         self.git.create_bare_repo("demo/gitops").expect("bare gitops repo");
         create_repo(&tree, &self.gitops_url, "chore: hello at v0 everywhere");
     }
@@ -154,40 +163,13 @@ impl Demo {
         let token_sha = slipway_promoter::grpc::hash_token(DEMO_TOKEN);
         let port = self.admin_api_port.to_string();
         let config = |name: &str| self.state.path().join("config").join(name);
-        write(&config("ingest.toml"), &self.render_apps("ingest.toml", &[]));
-        let builder = [("STATE", state.as_str()), ("APP_REPO_URL", &self.app_url)];
-        write(&config("builder.toml"), &self.render_apps("builder.toml", &builder));
-        let promoter = [
-            ("STATE", state.as_str()),
-            ("GITOPS_REPO_URL", &self.gitops_url),
-            ("ADMIN_API_PORT", &port),
-            ("TOKEN_SHA256", &token_sha),
-        ];
-        write(&config("promoter.toml"), &self.render_apps("promoter.toml", &promoter));
+        let ingest =
+            [("STATE", state.as_str()), ("GITOPS_REPO_URL", &self.gitops_url), ("APP_REPO_URL", &self.app_url)];
+        write(&config("ingest.toml"), &render("ingest.toml", &ingest));
+        write(&config("builder.toml"), &render("builder.toml", &[("STATE", state.as_str())]));
+        let promoter = [("STATE", state.as_str()), ("ADMIN_API_PORT", &port), ("TOKEN_SHA256", &token_sha)];
+        write(&config("promoter.toml"), &render("promoter.toml", &promoter));
         write(&config("notifier.toml"), notifier);
-    }
-
-    /// A service's config template with its `[[apps]]` entry for hello repeated for each app
-    /// (hello's name, paths and image replaced by the app's), then rendered with `pairs`.
-    fn render_apps(&self, template: &str, pairs: &[(&str, &str)]) -> String {
-        let text = render(template, &[]);
-        let (head, block, tail) = split_apps_entry(&text);
-        let quoted = format!("\"{APP}\"");
-        let entries: String = self
-            .apps
-            .iter()
-            .map(|app| {
-                block
-                    .replace(&quoted, &format!("\"{app}\""))
-                    .replace(&format!("apps/{APP}"), &format!("apps/{app}"))
-                    .replace("@IMAGE@", &self.image_of(app))
-            })
-            .collect();
-        let mut text = format!("{head}{entries}{tail}");
-        for (key, value) in pairs {
-            text = text.replace(&format!("@{key}@"), value);
-        }
-        text
     }
 
     /// `127.0.0.1:<port>/demo/<app>`, the image the builder pushes for `app`.
@@ -342,22 +324,6 @@ async fn database_for(database: Database) -> (Option<Postgres>, String) {
             (Some(pg), url)
         }
     }
-}
-
-/// `text` cut around its `[[apps]]` entry: (before, the entry with its `[apps.*]` tables and
-/// the blank lines after it, the rest).
-fn split_apps_entry(text: &str) -> (&str, &str, &str) {
-    let start = text.find("[[apps]]").expect("a config template with an [[apps]] entry");
-    let mut end = text.len();
-    let mut offset = start + "[[apps]]".len();
-    for line in text[offset..].split_inclusive('\n') {
-        if line.starts_with('[') && !line.starts_with("[apps.") {
-            end = offset;
-            break;
-        }
-        offset += line.len();
-    }
-    (&text[..start], &text[start..end], &text[end..])
 }
 
 /// A file of `scripts/quickstart.d` with each `@KEY@` replaced, as the quickstart's `render`.
