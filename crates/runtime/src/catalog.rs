@@ -195,6 +195,31 @@ impl Live {
         self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
+    /// The KV sequence of the revision in force (0: none).
+    pub fn sequence(&self) -> u64 {
+        self.get().revision.as_ref().map_or(0, |r| r.sequence)
+    }
+
+    /// Loads the revision in force from `store` now if it is newer than the one held: for a
+    /// request made under a revision this watcher has not seen yet.
+    pub async fn refresh(&self, store: &CatalogStore) -> Result<()> {
+        if let Some(revision) = store.current().await?
+            && revision.sequence > self.sequence()
+        {
+            let catalog = store.load(&revision).await?;
+            self.set(InForce { revision: Some(revision), catalog: Arc::new(catalog) });
+        }
+        Ok(())
+    }
+
+    /// Puts `catalog` of `revision` in force at once if it is newer than the one held: for
+    /// the publisher itself, whose next decision must not wait for its own watch to see it.
+    pub fn install(&self, revision: Revision, catalog: Arc<Catalog>) {
+        if revision.sequence > self.sequence() {
+            self.set(InForce { revision: Some(revision), catalog });
+        }
+    }
+
     fn set(&self, in_force: InForce) {
         let sequence = in_force.revision.as_ref().map_or(0, |r| r.sequence);
         metrics::gauge!("slipway_catalog_revision").set(sequence as f64);

@@ -4,7 +4,7 @@
 
 use crate::config::AppConfig;
 use slipway_catalog::CompiledApp;
-use slipway_runtime::catalog::Live;
+use slipway_runtime::catalog::{CatalogStore, Live};
 use std::path::PathBuf;
 
 /// Where apps come from.
@@ -12,8 +12,8 @@ use std::path::PathBuf;
 pub enum Apps {
     /// `[[apps]]` of the builder's configuration.
     Fixed(Vec<AppConfig>),
-    /// The catalog in force.
-    Catalog(Live),
+    /// The catalog in force, and the bucket to catch up from.
+    Catalog(Live, Box<CatalogStore>),
 }
 
 impl Apps {
@@ -21,7 +21,7 @@ impl Apps {
     pub fn get(&self, name: &str) -> Option<AppConfig> {
         match self {
             Apps::Fixed(apps) => apps.iter().find(|a| a.name.as_str() == name).cloned(),
-            Apps::Catalog(live) => live.get().catalog.apps.get(name).and_then(from_catalog),
+            Apps::Catalog(live, _) => live.get().catalog.apps.get(name).and_then(from_catalog),
         }
     }
 
@@ -29,7 +29,18 @@ impl Apps {
     pub fn origin(&self) -> &'static str {
         match self {
             Apps::Fixed(_) => "this builder's [[apps]]",
-            Apps::Catalog(_) => "the app catalog in force",
+            Apps::Catalog(..) => "the app catalog in force",
+        }
+    }
+
+    /// Catches up with the bucket when a request was made under a newer revision than the
+    /// one held (the watch may lag the ingest that published it by a moment).
+    pub async fn catch_up(&self, revision: u64) {
+        if let Apps::Catalog(live, store) = self
+            && revision > live.sequence()
+            && let Err(e) = live.refresh(store).await
+        {
+            tracing::warn!(error = %e, revision, "catalog not refreshed; planning under the revision held");
         }
     }
 }
@@ -64,8 +75,7 @@ mod tests {
     fn catalog_apps_become_build_settings() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/catalog/example");
         let catalog = slipway_catalog::build(&DirTree(dir), "slipway.yaml", &|_| None).expect("valid");
-        let apps = Apps::Catalog(Live::fixed(catalog));
-        let writer = apps.get("writer").expect("writer");
+        let writer = from_catalog(&catalog.apps["writer"]).expect("writer");
         assert_eq!(writer.repository, "https://github.com/acme/mono.git");
         assert_eq!(
             (writer.context.to_str(), writer.dockerfile_path().to_str()),
@@ -73,7 +83,8 @@ mod tests {
         );
         assert_eq!((writer.branch.as_str(), writer.moving_tags.len()), ("main", 1));
         assert_eq!(writer.image, "registry.example/acme/writer");
-        assert!(apps.get("nope").is_none());
-        assert_eq!(apps.origin(), "the app catalog in force");
+        let apps = Apps::Fixed(vec![writer]);
+        assert!(apps.get("writer").is_some() && apps.get("nope").is_none());
+        assert_eq!(apps.origin(), "this builder's [[apps]]");
     }
 }

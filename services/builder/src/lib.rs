@@ -90,8 +90,8 @@ pub async fn run(config: Config, admin_listener: TcpListener, shutdown: Cancella
             Err(slipway_runtime::Error::ShuttingDown) => return stop(ctx, admin, relay_stop, relay_task).await,
             Err(e) => return Err(e.into()),
         };
-        let (live, _watch) = slipway_runtime::catalog::Live::watch(store, shutdown.child_token()).await?;
-        apps::Apps::Catalog(live)
+        let (live, _watch) = slipway_runtime::catalog::Live::watch(store.clone(), shutdown.child_token()).await?;
+        apps::Apps::Catalog(live, Box::new(store))
     } else {
         apps::Apps::Fixed(config.apps.clone())
     };

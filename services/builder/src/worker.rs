@@ -90,6 +90,7 @@ impl Worker {
             return Outcome::Reject(format!("{} is not a build request", delivery.envelope.kind));
         };
         tracing::Span::current().record("build.id", request.build_id.as_str()).record("app", request.app.as_str());
+        self.apps.catch_up(request.catalog_revision).await;
         let plan = match plan::plan(&self.apps, request) {
             Ok(plan) => plan,
             Err(invalid) => return self.reject(&delivery, request, invalid).await,

@@ -33,6 +33,8 @@ pub struct AppRule {
 #[derive(Debug, Clone)]
 pub struct AppMatcher {
     apps: Vec<CompiledApp>,
+    /// The catalog revision the apps come from (0: `[[apps]]`), stamped on build requests.
+    revision: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -49,12 +51,18 @@ impl AppMatcher {
     /// Compiles `rules`; an invalid glob or an app without paths is an error naming the app.
     pub fn new(rules: &[AppRule]) -> Result<Self, String> {
         let apps = rules.iter().map(compile).collect::<Result<_, _>>()?;
-        Ok(Self { apps })
+        Ok(Self { apps, revision: 0 })
     }
 
     /// Matches nothing.
     pub fn empty() -> Self {
-        Self { apps: Vec::new() }
+        Self { apps: Vec::new(), revision: 0 }
+    }
+
+    /// The same apps, from catalog revision `revision`.
+    pub fn with_revision(mut self, revision: u64) -> Self {
+        self.revision = revision;
+        self
     }
 
     /// True when no app is configured.
@@ -102,6 +110,7 @@ impl AppMatcher {
                 reason: "push".to_owned(),
                 conventional_type: push.commits[last_commit].conventional_type.clone(),
                 app: app.into(),
+                catalog_revision: self.revision,
             })
             .collect()
     }
@@ -132,6 +141,7 @@ impl AppMatcher {
                 extra_tags: vec![image_tag.clone()],
                 reason: if tag.release { "release" } else { "tag" }.to_owned(),
                 conventional_type: String::new(),
+                catalog_revision: self.revision,
             })
             .collect()
     }

@@ -89,6 +89,13 @@ pub enum Apps {
 }
 
 impl Apps {
+    /// Puts a revision this ingest just published in force here at once.
+    pub fn install(&self, revision: &Revision, catalog: &Arc<Catalog>) {
+        if let Apps::Live { live, .. } = self {
+            live.install(revision.clone(), catalog.clone());
+        }
+    }
+
     /// The catalog in force (`None` for fixed apps).
     pub fn catalog(&self) -> Option<Arc<Catalog>> {
         match self {
@@ -106,7 +113,7 @@ impl Apps {
                 let sequence = in_force.revision.as_ref().map_or(0, |r| r.sequence);
                 let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
                 if cache.0 != sequence || sequence == 0 {
-                    cache.1 = Arc::new(matcher_of(&in_force.catalog));
+                    cache.1 = Arc::new(matcher_of(&in_force.catalog, sequence));
                     cache.0 = sequence;
                 }
                 cache.1.clone()
@@ -115,8 +122,8 @@ impl Apps {
     }
 }
 
-/// The catalog's apps as push-matching rules.
-pub fn matcher_of(catalog: &Catalog) -> AppMatcher {
+/// The catalog's apps (of revision `revision`) as push-matching rules.
+pub fn matcher_of(catalog: &Catalog, revision: u64) -> AppMatcher {
     let rules: Vec<AppRule> = catalog
         .apps
         .values()
@@ -131,10 +138,11 @@ pub fn matcher_of(catalog: &Catalog) -> AppMatcher {
         .collect();
     // The catalog validated these globs; a failure here would be a bug, so no app is matched
     // rather than a wrong one.
-    AppMatcher::new(&rules).unwrap_or_else(|e| {
+    let matcher = AppMatcher::new(&rules).unwrap_or_else(|e| {
         tracing::error!(error = %e, "catalog apps do not compile to matchers");
         AppMatcher::empty()
-    })
+    });
+    matcher.with_revision(revision)
 }
 
 /// What a reload did.

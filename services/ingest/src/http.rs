@@ -216,7 +216,10 @@ async fn catalog_first(state: &Webhooks, normalized: &Normalized) -> Arc<AppMatc
     };
     let Some((commit, source)) = reload else { return state.apps.current() };
     match reloader.reload(commit, source).await {
-        Ok(crate::catalog::Reloaded::Published(_, catalog)) => Arc::new(crate::catalog::matcher_of(&catalog)),
+        Ok(crate::catalog::Reloaded::Published(revision, catalog)) => {
+            state.apps.install(&revision, &catalog);
+            Arc::new(crate::catalog::matcher_of(&catalog, revision.sequence))
+        }
         Ok(_) => state.apps.current(),
         Err(e) => {
             // The push is still accepted; the periodic recheck reloads once git answers.

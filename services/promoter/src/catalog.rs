@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use slipway_catalog::model::{Policy as CatalogPolicy, TargetKind as CatalogKind};
 use slipway_catalog::{Catalog, CompiledApp};
 use slipway_mesh::names::{AppName, EnvName};
-use slipway_runtime::catalog::Live;
+use slipway_runtime::catalog::{CatalogStore, Live};
 
 use crate::config::{AppConfig, Config, GitopsTarget, PipelineConfig, Policy, StageConfig, TargetKind};
 use crate::freeze::FreezeWindow;
@@ -56,8 +56,9 @@ impl InForce {
 pub enum Apps {
     /// `[[apps]]` and `[pipeline]`, fixed at start.
     Config(Arc<InForce>),
-    /// The catalog in force; its conversion is cached per revision.
-    Catalog { live: Live, tick_secs: u64, cache: Arc<Mutex<(u64, Arc<InForce>)>> },
+    /// The catalog in force (and the bucket to catch up from); its conversion is cached per
+    /// revision.
+    Catalog { live: Live, store: Box<CatalogStore>, tick_secs: u64, cache: Arc<Mutex<(u64, Arc<InForce>)>> },
 }
 
 impl std::fmt::Debug for Apps {
@@ -76,16 +77,26 @@ impl Apps {
         Apps::Config(Arc::new(InForce { apps: config.apps.clone(), pipelines: BTreeMap::new(), default }))
     }
 
-    /// The catalog in force, as `live` follows it.
-    pub fn from_catalog(live: Live, config: &Config) -> Self {
-        Apps::Catalog { live, tick_secs: config.pipeline.tick_secs, cache: Arc::default() }
+    /// The catalog in force, as `live` follows it in `store`.
+    pub fn from_catalog(live: Live, store: CatalogStore, config: &Config) -> Self {
+        Apps::Catalog { live, store: Box::new(store), tick_secs: config.pipeline.tick_secs, cache: Arc::default() }
+    }
+
+    /// Loads a newer revision from the bucket now, if there is one: for an event about an app
+    /// this watcher has not seen yet (it may lag the ingest that published it by a moment).
+    pub async fn catch_up(&self) {
+        if let Apps::Catalog { live, store, .. } = self
+            && let Err(e) = live.refresh(store).await
+        {
+            tracing::warn!(error = %e, "catalog not refreshed; deciding under the revision held");
+        }
     }
 
     /// What is in force now.
     pub fn get(&self) -> Arc<InForce> {
         match self {
             Apps::Config(in_force) => in_force.clone(),
-            Apps::Catalog { live, tick_secs, cache } => {
+            Apps::Catalog { live, tick_secs, cache, .. } => {
                 let current = live.get();
                 let sequence = current.revision.as_ref().map_or(0, |r| r.sequence);
                 let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);

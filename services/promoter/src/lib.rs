@@ -117,8 +117,8 @@ pub async fn serve(
             Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let (live, _watch) = slipway_runtime::catalog::Live::watch(store, shutdown.child_token()).await?;
-        catalog::Apps::from_catalog(live, &config)
+        let (live, _watch) = slipway_runtime::catalog::Live::watch(store.clone(), shutdown.child_token()).await?;
+        catalog::Apps::from_catalog(live, store, &config)
     } else {
         catalog::Apps::from_config(&config)
     };

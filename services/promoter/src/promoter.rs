@@ -137,6 +137,9 @@ impl Promoter {
     async fn on_build(&self, conn: &mut PgConnection, id: &str, build: &v1::BuildSucceeded) -> Result<()> {
         let app = AppName::parse(&build.app)?;
         if self.apps.get().app(app.as_str()).is_none() {
+            self.apps.catch_up().await;
+        }
+        if self.apps.get().app(app.as_str()).is_none() {
             tracing::debug!(app = %app, "not an app of this promoter");
             return Ok(());
         }

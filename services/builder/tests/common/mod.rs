@@ -186,6 +186,7 @@ pub fn request(build_id: &str, app: &str, sha: &str, git_ref: &str, extra_tags: 
         extra_tags: extra_tags.iter().map(|t| (*t).to_owned()).collect(),
         reason: "push".to_owned(),
         conventional_type: String::new(),
+        catalog_revision: 0,
     }
 }
 
