@@ -105,7 +105,9 @@ pub fn status(style: Style, r: &v1::ListAppsResponse) -> String {
         .apps
         .iter()
         .map(|app| {
-            let mut row: Vec<Cell> = vec![(app.app.clone(), Style::bold)];
+            // A removed app (no longer in the catalog) keeps its row, marked.
+            let name = if app.removed { format!("{} (removed)", app.app) } else { app.app.clone() };
+            let mut row: Vec<Cell> = vec![(name, Style::bold)];
             for stage in &r.stages {
                 let cell = app.stages.iter().find(|s| &s.stage == stage).map(stage_cell);
                 row.push(cell.unwrap_or_else(|| ("-".to_owned(), plain)));
@@ -205,16 +207,21 @@ mod tests {
         (staging.approvals_required, staging.allowed_approvers) = (1, vec!["bob".into()]);
         let r = v1::ListAppsResponse {
             stages: vec!["dev".into(), "staging".into()],
-            apps: vec![v1::AppStatus {
-                app: "writer".into(),
-                stages: vec![stage("dev", Some("v1"), v1::Health::Healthy), staging],
-            }],
+            apps: vec![
+                v1::AppStatus {
+                    app: "writer".into(),
+                    stages: vec![stage("dev", Some("v1"), v1::Health::Healthy), staging],
+                    ..Default::default()
+                },
+                v1::AppStatus { app: "gone".into(), removed: true, ..Default::default() },
+            ],
         };
         let out = status(Style { colour: false }, &r);
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "APP     DEV         STAGING");
-        assert_eq!(lines[1], "writer  v1 healthy  - waiting 0/1");
-        assert!(lines[2].contains("writer/staging waits for approval (0/1); may approve: bob"), "{out}");
+        assert_eq!(lines[0], "APP             DEV         STAGING");
+        assert_eq!(lines[1], "writer          v1 healthy  - waiting 0/1");
+        assert_eq!(lines[2], "gone (removed)  -           -", "a removed app keeps its row, marked");
+        assert!(lines[3].contains("writer/staging waits for approval (0/1); may approve: bob"), "{out}");
         assert!(!out.contains('\x1b'), "no colours off a terminal");
         assert!(status(Style { colour: true }, &r).contains("\x1b[32mv1 healthy\x1b[0m"));
     }

@@ -100,7 +100,21 @@ impl Promoter {
         let stages = in_force.stage_names();
         let mut apps = Vec::new();
         for cfg in in_force.apps.iter().filter(|a| app.is_empty() || a.name.as_str() == app) {
-            apps.push(self.app_status(&cfg.name).await?);
+            let mut status = self.app_status(&cfg.name).await?;
+            status.pipeline = in_force.pipeline_name(cfg.name.as_str()).to_owned();
+            apps.push(status);
+        }
+        if in_force.from_catalog {
+            // Apps the catalog no longer has: their history stays, shown as removed.
+            let known: Vec<String> = sqlx::query_scalar("SELECT DISTINCT app FROM stage_versions ORDER BY app")
+                .fetch_all(&self.pool)
+                .await?;
+            for name in known.iter().filter(|n| in_force.app(n).is_none() && (app.is_empty() || *n == app)) {
+                let Ok(name) = AppName::parse(name) else { continue };
+                let mut status = self.app_status(&name).await?;
+                status.removed = true;
+                apps.push(status);
+            }
         }
         if !app.is_empty() && apps.is_empty() {
             return Err(Error::NotFound(format!("app {app}")));
@@ -136,7 +150,7 @@ impl Promoter {
                 allowed_approvers: if waiting.is_some() { cfg.approvers.clone() } else { Vec::new() },
             });
         }
-        Ok(v1::AppStatus { app: app.to_string(), stages })
+        Ok(v1::AppStatus { app: app.to_string(), stages, ..Default::default() })
     }
 
     /// Runs of `app` (all apps when empty), newest first; `page_token` is the opaque cursor a

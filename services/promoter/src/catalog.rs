@@ -23,6 +23,10 @@ use crate::freeze::FreezeWindow;
 pub struct InForce {
     pub apps: Vec<AppConfig>,
     pipelines: BTreeMap<String, Arc<PipelineConfig>>,
+    /// App → the name of its pipeline in the catalog.
+    pipeline_names: BTreeMap<String, String>,
+    /// True when the apps come from the catalog (an app in the database but not here is removed).
+    pub from_catalog: bool,
     /// The pipeline of an app with none of its own (`[pipeline]`, or an empty one).
     default: Arc<PipelineConfig>,
 }
@@ -36,6 +40,11 @@ impl InForce {
     /// The pipeline app `name` goes through.
     pub fn pipeline(&self, app: &str) -> Arc<PipelineConfig> {
         self.pipelines.get(app).cloned().unwrap_or_else(|| self.default.clone())
+    }
+
+    /// The catalog name of `app`'s pipeline ("" without a catalog).
+    pub fn pipeline_name(&self, app: &str) -> &str {
+        self.pipeline_names.get(app).map_or("", String::as_str)
     }
 
     /// Every stage name of every app's pipeline, in pipeline order, each once.
@@ -74,7 +83,7 @@ impl Apps {
     /// The configuration's apps and pipeline.
     pub fn from_config(config: &Config) -> Self {
         let default = Arc::new(config.pipeline.clone());
-        Apps::Config(Arc::new(InForce { apps: config.apps.clone(), pipelines: BTreeMap::new(), default }))
+        Apps::Config(Arc::new(InForce { apps: config.apps.clone(), default, ..InForce::default() }))
     }
 
     /// The catalog in force, as `live` follows it in `store`.
@@ -114,13 +123,14 @@ impl Apps {
 pub fn convert(catalog: &Catalog, tick_secs: u64) -> InForce {
     let teams: BTreeMap<String, Vec<String>> =
         catalog.teams.iter().map(|(name, team)| (name.clone(), team.members.clone())).collect();
-    let mut in_force = InForce::default();
+    let mut in_force = InForce { from_catalog: true, ..InForce::default() };
     for app in catalog.apps.values() {
         match app_of(app) {
             Ok((config, stages)) => {
                 let pipeline =
                     PipelineConfig { stages, admins: catalog.admins.clone(), teams: teams.clone(), tick_secs };
                 in_force.pipelines.insert(app.name.clone(), Arc::new(pipeline));
+                in_force.pipeline_names.insert(app.name.clone(), app.pipeline.clone());
                 in_force.apps.push(config);
             }
             Err(e) => {

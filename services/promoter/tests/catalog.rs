@@ -189,5 +189,32 @@ async fn per_app_pipelines_and_owners_from_the_catalog() {
     assert_eq!(h.state("yapp", "prod").await.map(|s| s.1).as_deref(), Some("pending"), "one of two approvals");
     h.approve("yapp", "prod", "dave").await;
     h.wait("yapp", "prod", "committed").await;
+
+    // A revision without xapp: it shows as removed, keeps its history, and is not promoted.
+    let mut without = catalog(&gitops);
+    without.apps.remove("xapp");
+    let store = CatalogStore::open(&h.running.js, 1).await.expect("store");
+    store.publish("test", "c2", &without).await.expect("publish");
+    let url = format!("http://{}/api/status", h.running.admin);
+    let mut status = serde_json::Value::Null;
+    for _ in 0..200 {
+        status = reqwest::get(&url).await.expect("status").json().await.expect("json");
+        let removed =
+            status["apps"].as_array().into_iter().flatten().any(|a| a["app"] == "xapp" && a["removed"] == true);
+        if removed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let apps = status["apps"].as_array().expect("apps");
+    let xapp = apps.iter().find(|a| a["app"] == "xapp").expect("xapp still listed");
+    assert_eq!(xapp["removed"], true, "{status}");
+    let yapp = apps.iter().find(|a| a["app"] == "yapp").expect("yapp");
+    assert_eq!((yapp["pipeline"].as_str(), yapp.get("removed")), (Some("strict"), None), "{status}");
+    h.build("xapp", "v9").await;
+    h.build("yapp", "v10").await;
+    h.wait("yapp", "dev", "committed").await;
+    let dev = remote_show(&daemon, "acme/gitops", "main", "apps/xapp/dev/kustomization.yaml");
+    assert!(dev.contains("newTag: v1"), "a removed app is not promoted: {dev}");
     h.running.stop().await;
 }
