@@ -158,6 +158,25 @@ impl CatalogStore {
     }
 }
 
+/// Opens the catalog's bucket, retrying until NATS takes it or `shutdown` fires
+/// ([`Error::ShuttingDown`]).
+pub async fn open(client: &async_nats::Client, replicas: usize, shutdown: &CancellationToken) -> Result<CatalogStore> {
+    let js = jetstream::new(client.clone());
+    crate::service::retry("catalog bucket", shutdown, || CatalogStore::open(&js, replicas)).await
+}
+
+/// [`open`], then follows the revision in force until `shutdown`: what a service that takes
+/// its apps from the catalog starts with.
+pub async fn follow(
+    client: &async_nats::Client,
+    replicas: usize,
+    shutdown: &CancellationToken,
+) -> Result<(CatalogStore, Live)> {
+    let store = open(client, replicas, shutdown).await?;
+    let (live, _task) = Live::watch(store.clone(), shutdown.child_token()).await?;
+    Ok((store, live))
+}
+
 fn revision_of(entry: &kv::Entry) -> Result<Revision> {
     let mut revision: Revision = serde_json::from_slice(&entry.value)?;
     revision.sequence = entry.revision;

@@ -81,17 +81,11 @@ pub async fn run(config: Config, admin_listener: TcpListener, shutdown: Cancella
             Err(e) => return Err(e.into()),
         };
     let apps = if config.catalog.enabled {
-        let store = match service::retry("catalog bucket", &shutdown, || {
-            slipway_runtime::catalog::CatalogStore::open(&js, config.nats.stream_replicas)
-        })
-        .await
-        {
-            Ok(store) => store,
+        match slipway_runtime::catalog::follow(&ctx.client, config.nats.stream_replicas, &shutdown).await {
+            Ok((store, live)) => apps::Apps::Catalog(live, Box::new(store)),
             Err(slipway_runtime::Error::ShuttingDown) => return stop(ctx, admin, relay_stop, relay_task).await,
             Err(e) => return Err(e.into()),
-        };
-        let (live, _watch) = slipway_runtime::catalog::Live::watch(store.clone(), shutdown.child_token()).await?;
-        apps::Apps::Catalog(live, Box::new(store))
+        }
     } else {
         apps::Apps::Fixed(config.apps.clone())
     };

@@ -89,11 +89,7 @@ pub async fn serve(
         Err(e) => return Err(e.into()),
     };
     let (apps, reloader) = if config.catalog.enabled() {
-        let store = match service::retry("catalog bucket", &shutdown, || {
-            slipway_runtime::catalog::CatalogStore::open(&js, replicas)
-        })
-        .await
-        {
+        let store = match slipway_runtime::catalog::open(&ctx.client, replicas, &shutdown).await {
             Ok(store) => store,
             Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
             Err(e) => return Err(e.into()),

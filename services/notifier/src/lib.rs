@@ -84,19 +84,11 @@ pub async fn serve(
         shutdown.child_token(),
     );
     if config.catalog.enabled {
-        let js = async_nats::jetstream::new(ctx.client.clone());
-        let replicas = config.nats.stream_replicas;
-        let store = match service::retry("catalog bucket", &shutdown, || {
-            slipway_runtime::catalog::CatalogStore::open(&js, replicas)
-        })
-        .await
-        {
-            Ok(store) => store,
+        match slipway_runtime::catalog::follow(&ctx.client, config.nats.stream_replicas, &shutdown).await {
+            Ok((_, live)) => dispatcher = dispatcher.with_catalog(live),
             Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
             Err(e) => return Err(e.into()),
-        };
-        let (live, _watch) = slipway_runtime::catalog::Live::watch(store, shutdown.child_token()).await?;
-        dispatcher = dispatcher.with_catalog(live);
+        }
     }
     let dispatcher = Arc::new(dispatcher);
     let _ = slot.set(dispatcher.clone());

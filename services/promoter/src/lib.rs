@@ -106,19 +106,17 @@ pub async fn serve(
     let relay_task = tokio::spawn(relay.clone().run(relay_stop.clone()));
     let config = Arc::new(config);
     let apps = if config.catalog.enabled {
-        let js = async_nats::jetstream::new(ctx.client.clone());
-        let replicas = config.nats.stream_replicas;
-        let store = match service::retry("catalog bucket", &shutdown, || {
-            slipway_runtime::catalog::CatalogStore::open(&js, replicas)
-        })
-        .await
-        {
-            Ok(store) => store,
-            Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let (live, _watch) = slipway_runtime::catalog::Live::watch(store.clone(), shutdown.child_token()).await?;
-        catalog::Apps::from_catalog(live, store, &config)
+        match slipway_runtime::catalog::follow(&ctx.client, config.nats.stream_replicas, &shutdown).await {
+            Ok((store, live)) => catalog::Apps::from_catalog(live, store, &config),
+            Err(e) => {
+                relay_stop.cancel();
+                relay_task.await??;
+                return match e {
+                    slipway_runtime::Error::ShuttingDown => Ok(()),
+                    e => Err(e.into()),
+                };
+            }
+        }
     } else {
         catalog::Apps::from_config(&config)
     };
