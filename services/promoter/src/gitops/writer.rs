@@ -1,6 +1,10 @@
 //! [`GitopsWriter`]: the queue keyed by (repository URL, branch). Each key gets one tokio task
-//! fed by a channel; it gathers what arrives within the batch window into one batch and hands
-//! the batch, with its cached clone, to a blocking thread for the git work.
+//! fed by a channel that commits in groups: an idle worker takes what is queued (often one
+//! update) and hands it, with its cached clone, to a blocking thread for the git work at once;
+//! updates that arrive while that fetch/commit/push is in flight queue up and all go into the
+//! next commit. A single promotion so waits for nothing, and a burst still lands in a few
+//! commits, because each commit carries what arrived during the one before it. An optional
+//! [`WriterConfig::max_batch_delay`] holds batches open longer, for fewer commits.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,9 +27,10 @@ use super::{Error, Landed, RepoKey, Result, Update, message, repo};
 pub struct WriterConfig {
     /// Holds one cached bare clone per repository branch.
     pub work_dir: PathBuf,
-    /// After the first update of a batch arrives, how long to wait for more. Updates that
-    /// queued while the previous batch was being pushed join at once, whatever the window.
-    pub batch_window: Duration,
+    /// Off when zero (the default). Otherwise how long after an update was submitted its
+    /// batch may still wait for more updates to join; updates that queued while the previous
+    /// batch was being pushed join at once either way.
+    pub max_batch_delay: Duration,
     /// The most updates in one commit.
     pub max_batch: usize,
     /// Fetch-edit-commit-push rounds before a batch fails.
@@ -41,12 +46,12 @@ pub struct WriterConfig {
 }
 
 impl WriterConfig {
-    /// Defaults: 100 ms window, 500 updates per commit, 8 attempts from 50 ms, 200 commits of
+    /// Defaults: no batch delay (group commit only), 500 updates per commit, 8 attempts from 50 ms, 200 commits of
     /// history, author `Slipway <slipway@localhost>`.
     pub fn new(work_dir: impl Into<PathBuf>) -> Self {
         WriterConfig {
             work_dir: work_dir.into(),
-            batch_window: Duration::from_millis(100),
+            max_batch_delay: Duration::ZERO,
             max_batch: 500,
             push_attempts: 8,
             backoff: Duration::from_millis(50),
@@ -102,6 +107,8 @@ impl Counters {
 struct Job {
     update: Update,
     reply: oneshot::Sender<Result<Landed>>,
+    /// When it was submitted: bounds its batch delay, and times its wait in the queue.
+    queued: Instant,
 }
 
 /// Writes image updates to GitOps repositories; one serialized worker per repository branch.
@@ -140,7 +147,7 @@ impl GitopsWriter {
     pub fn submit(&self, repo: &RepoKey, update: Update) -> Result<Pending> {
         update.validate()?;
         let (reply, answer) = oneshot::channel();
-        let mut job = Job { update, reply };
+        let mut job = Job { update, reply, queued: Instant::now() };
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         for _ in 0..2 {
             let queue = queues.entry(repo.clone()).or_insert_with(|| self.spawn_worker(repo.clone()));
@@ -202,6 +209,9 @@ async fn run_worker(key: RepoKey, shared: (Arc<WriterConfig>, Arc<Counters>), mu
     while let Some(first) = jobs.recv().await {
         let batch = gather(first, &mut jobs, &shared.0).await;
         shared.1.batches.fetch_add(1, Ordering::Relaxed);
+        for job in &batch {
+            crate::timing::record(crate::timing::GITOPS_QUEUE, job.queued.elapsed());
+        }
         let updates: Vec<Update> = batch.iter().map(|job| job.update.clone()).collect();
         let (key, (config, counters)) = (key.clone(), shared.clone());
         let count = updates.len();
@@ -236,19 +246,92 @@ async fn run_worker(key: RepoKey, shared: (Arc<WriterConfig>, Arc<Counters>), mu
     }
 }
 
-/// `first` plus whatever is queued already, plus what arrives within the window.
+/// The next batch: `first` plus whatever queued while the worker was busy, without waiting
+/// (group commit). With a [`WriterConfig::max_batch_delay`], the batch then stays open for
+/// more until `first` has waited that long.
 async fn gather(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, config: &WriterConfig) -> Vec<Job> {
-    let deadline = Instant::now() + config.batch_window;
+    let max = config.max_batch.max(1);
+    let deadline = first.queued + config.max_batch_delay;
     let mut batch = vec![first];
-    while batch.len() < config.max_batch.max(1) {
-        if let Ok(job) = jobs.try_recv() {
-            batch.push(job);
-            continue;
+    while batch.len() < max {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
         }
+    }
+    if config.max_batch_delay.is_zero() {
+        return batch;
+    }
+    while batch.len() < max {
         match tokio::time::timeout_at(deadline, jobs.recv()).await {
             Ok(Some(job)) => batch.push(job),
             Ok(None) | Err(_) => break,
         }
     }
     batch
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt as _;
+
+    use super::*;
+
+    fn job(id: &str) -> (Job, oneshot::Receiver<Result<Landed>>) {
+        let update = Update {
+            promotion_id: id.into(),
+            app: slipway_mesh::names::AppName::parse("app").expect("app"),
+            stage: slipway_mesh::names::EnvName::parse("dev").expect("stage"),
+            source_commit: None,
+            target: super::super::Target::Kustomize { file: "k.yaml".into(), image: "app".into() },
+            change: super::super::ImageChange::default(),
+        };
+        let (reply, answer) = oneshot::channel();
+        (Job { update, reply, queued: Instant::now() }, answer)
+    }
+
+    fn ids(batch: &[Job]) -> Vec<&str> {
+        batch.iter().map(|j| j.update.promotion_id.as_str()).collect()
+    }
+
+    // `now_or_never` polls once: a gather that waited for a timer or for the channel would
+    // be pending, so these prove "no wait" without measuring time.
+    #[tokio::test]
+    async fn an_idle_writer_takes_a_lone_update_without_waiting() {
+        let (_queue, mut jobs) = mpsc::unbounded_channel();
+        let config = WriterConfig::new("/unused");
+        let batch = gather(job("one").0, &mut jobs, &config).now_or_never().expect("did not wait");
+        assert_eq!(ids(&batch), ["one"]);
+    }
+
+    #[tokio::test]
+    async fn updates_queued_meanwhile_join_the_next_batch_at_once() {
+        let (queue, mut jobs) = mpsc::unbounded_channel();
+        let mut answers = Vec::new();
+        for id in ["b", "c", "d"] {
+            let (job, answer) = job(id);
+            queue.send(job).map_err(|_| "closed").expect("queued");
+            answers.push(answer);
+        }
+        let config = WriterConfig { max_batch: 3, ..WriterConfig::new("/unused") };
+        let batch = gather(job("a").0, &mut jobs, &config).now_or_never().expect("did not wait");
+        assert_eq!(ids(&batch), ["a", "b", "c"], "up to max_batch, in order");
+        let rest = gather(job("e").0, &mut jobs, &config).now_or_never().expect("did not wait");
+        assert_eq!(ids(&rest), ["e", "d"]);
+    }
+
+    #[tokio::test]
+    async fn a_configured_delay_holds_the_batch_open() {
+        let (queue, mut jobs) = mpsc::unbounded_channel();
+        let config = WriterConfig { max_batch_delay: Duration::from_secs(3600), ..WriterConfig::new("/unused") };
+        let mut gathering = Box::pin(gather(job("a").0, &mut jobs, &config));
+        assert!((&mut gathering).now_or_never().is_none(), "waits for more within the delay");
+        drop(gathering);
+        let (late, _answer) = job("late");
+        queue.send(late).map_err(|_| "closed").expect("queued");
+        drop(queue);
+        // The channel closes after `late`: the batch ends without the delay running out.
+        let batch = gather(job("b").0, &mut jobs, &config).now_or_never().expect("closed channel ends it");
+        assert_eq!(ids(&batch), ["b", "late"]);
+    }
 }
