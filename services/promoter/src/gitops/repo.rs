@@ -1,6 +1,8 @@
 //! The blocking git side of one writer: a cached bare clone of the repository, and for each
-//! batch fetch → look for landed promotion ids → edit blobs → commit → push (never forced),
-//! repeated on a fresh remote head while the push is rejected.
+//! batch look for landed promotion ids → edit blobs → commit → push (never forced). The first
+//! round builds on the head this clone last pushed or fetched, without a fetch; a rejected
+//! push is fetched and repeated on the fresh remote head. The promotion ids of the recent
+//! history ([`History`]) are kept with the clone and moved on by each pushed commit.
 //!
 //! There is no working tree: edits read blobs from the fetched commit's tree and write a new
 //! tree beside it, so "reset to the remote branch" is just starting from the fetched commit.
@@ -8,20 +10,28 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use git2::{AutotagOption, FetchOptions, Oid, PushOptions, RemoteCallbacks, Repository, Signature};
 
+use super::history::History;
 use super::writer::{Counters, WriterConfig};
-use super::{Error, Landed, Outcome, RepoKey, Result, Update, message, yaml};
+use super::{Error, Landed, Outcome, RepoKey, Result, Update, daemon, message, yaml};
+use crate::timing;
 
 /// The local ref a commit is pushed from (libgit2 pushes refs, not bare object ids).
 const PUSH_REF: &str = "refs/slipway/push";
 
+/// A worker's cached clone, and what it knows of the branch's recent history.
+pub(crate) struct Cached {
+    repo: Repository,
+    history: Option<History>,
+}
+
 /// Writes one batch; one result per update, in order. Opens (or re-creates) the cached clone
 /// in `slot` when it is empty.
 pub(crate) fn write_batch(
-    slot: &mut Option<Repository>,
+    slot: &mut Option<Cached>,
     config: &WriterConfig,
     counters: &Counters,
     key: &RepoKey,
@@ -29,11 +39,12 @@ pub(crate) fn write_batch(
 ) -> Vec<Result<Landed>> {
     if slot.is_none() {
         match open(&config.work_dir, key) {
-            Ok(repo) => *slot = Some(repo),
+            Ok(repo) => *slot = Some(Cached { repo, history: None }),
             Err(e) => return vec![Err(e); updates.len()],
         }
     }
-    let Some(repo) = slot.as_ref() else { return vec![Err(Error::Closed); updates.len()] };
+    let Some(Cached { repo, history }) = slot.as_mut() else { return vec![Err(Error::Closed); updates.len()] };
+    let repo = &*repo;
     // First try on the head this clone last saw (no fetch round trip). That is safe: a
     // fast-forward push from it proves the remote was still there, so the trailer check on
     // its history was complete; a stale head only costs a rejected push.
@@ -47,7 +58,10 @@ pub(crate) fn write_batch(
                 if attempt > 1 {
                     std::thread::sleep(backoff(config.backoff, attempt, rand::random()));
                 }
-                match fetch(repo, key) {
+                let fetching = Instant::now();
+                let fetched = fetch(repo, key);
+                timing::record(timing::GIT_FETCH, fetching.elapsed());
+                match fetched {
                     Ok(head) => Try::Fetched(head),
                     Err(e @ Error::BranchMissing { .. }) => return vec![Err(e); updates.len()],
                     Err(e) => {
@@ -59,7 +73,7 @@ pub(crate) fn write_batch(
                 }
             }
         };
-        match try_write(repo, config, key, updates, head) {
+        match try_write(repo, history, config, key, updates, head) {
             Round::Done { results, pushed } => {
                 counters.committed(pushed);
                 return results;
@@ -94,14 +108,33 @@ enum Round {
     Rejected(String),
 }
 
-/// One round on `head`: plan, commit, push.
-fn try_write(repo: &Repository, config: &WriterConfig, key: &RepoKey, updates: &[Update], head: Try) -> Round {
+/// One round on `head`: plan, commit, push. `history` is kept for the next round when it is
+/// about `head`, and moved on to the pushed commit.
+fn try_write(
+    repo: &Repository,
+    history: &mut Option<History>,
+    config: &WriterConfig,
+    key: &RepoKey,
+    updates: &[Update],
+    head: Try,
+) -> Round {
     let (Try::Cached(base) | Try::Fetched(base)) = head;
     let failed = |e: Error| Round::Done { results: vec![Err(e); updates.len()], pushed: false };
-    let plan = match Plan::make(repo, base, config.history_depth, updates) {
+    // A git daemon's start-up (fork, exec, ref advertisement) overlaps planning and committing.
+    let opening = daemon::handles(&key.url).then(|| daemon::Opening::start(key));
+    let planning = Instant::now();
+    if history.as_ref().is_none_or(|h| h.head() != base) {
+        *history = match History::walk(repo, base, config.history_depth) {
+            Ok(walked) => Some(walked),
+            Err(e) => return failed(e),
+        };
+    }
+    let landed = history.as_ref().map(History::landed).unwrap_or_default();
+    let plan = match Plan::make(repo, base, &landed, updates) {
         Ok(plan) => plan,
         Err(e) => return failed(e),
     };
+    timing::record(timing::GIT_PLAN, planning.elapsed());
     let Some(tree) = plan.tree else {
         // "Unchanged" judged on a stale head could hide a newer remote value: look again.
         return match head {
@@ -109,15 +142,24 @@ fn try_write(repo: &Repository, config: &WriterConfig, key: &RepoKey, updates: &
             Try::Cached(_) => Round::Refetch,
         };
     };
+    let committing = Instant::now();
     let commit = match commit(repo, config, base, tree, &plan.committed(updates)) {
         Ok(commit) => commit,
         Err(e) => return failed(e),
     };
-    match push(repo, key, commit) {
+    timing::record(timing::GIT_COMMIT, committing.elapsed());
+    let pushing = Instant::now();
+    let pushed = push(repo, key, Some(base), commit, opening);
+    timing::record(timing::GIT_PUSH, pushing.elapsed());
+    match pushed {
         Ok(()) => {
             // The pushed commit is the remote head now; the next batch starts from it.
             if let Err(e) = repo.reference(&tracking_ref(key), commit, true, "slipway: pushed") {
                 tracing::warn!(error = %e.message(), "could not record the pushed head");
+            }
+            let ids = plan.committed(updates).iter().map(|u| u.promotion_id.clone()).collect();
+            if let Some(history) = history.as_mut() {
+                history.advance(commit, ids, config.history_depth);
             }
             Round::Done { results: plan.results(base, commit), pushed: true }
         }
@@ -193,17 +235,7 @@ pub(super) fn fetch(repo: &Repository, key: &RepoKey) -> Result<Oid> {
 
 /// Promotion id → the newest commit carrying it, among the last `depth` commits from `head`.
 pub(super) fn landed_ids(repo: &Repository, head: Oid, depth: usize) -> Result<HashMap<String, Oid>> {
-    let mut walk = repo.revwalk().map_err(Error::git("revwalk"))?;
-    walk.push(head).map_err(Error::git("revwalk"))?;
-    let mut landed = HashMap::new();
-    for oid in walk.take(depth) {
-        let oid = oid.map_err(Error::git("revwalk"))?;
-        let commit = repo.find_commit(oid).map_err(Error::git("read commit"))?;
-        for id in message::promotion_ids(&String::from_utf8_lossy(commit.message_bytes())) {
-            landed.entry(id.to_owned()).or_insert(oid);
-        }
-    }
-    Ok(landed)
+    Ok(History::walk(repo, head, depth)?.landed())
 }
 
 /// What happens to each update of a batch on one remote head.
@@ -231,8 +263,13 @@ struct FileEdit {
 }
 
 impl Plan {
-    pub(super) fn make(repo: &Repository, head: Oid, depth: usize, updates: &[Update]) -> Result<Plan> {
-        let landed = landed_ids(repo, head, depth)?;
+    /// What `updates` do on `head`, given the promotions that `landed` there already.
+    pub(super) fn make(
+        repo: &Repository,
+        head: Oid,
+        landed: &HashMap<String, Oid>,
+        updates: &[Update],
+    ) -> Result<Plan> {
         let base = repo.find_commit(head).and_then(|c| c.tree()).map_err(Error::git("read tree"))?;
         let mut files: BTreeMap<String, FileEdit> = BTreeMap::new();
         let mut slots = Vec::with_capacity(updates.len());
@@ -329,10 +366,23 @@ pub(super) fn commit(
     repo.commit(None, &signature, &signature, &text, &tree, &[&parent]).map_err(Error::git("commit"))
 }
 
-/// Pushes `commit` to the branch without force. `Err` carries why the push did not land
-/// (rejected as non-fast-forward, or the remote unreachable); both are worth a retry.
-pub(super) fn push(repo: &Repository, key: &RepoKey, commit: Oid) -> Result<(), String> {
+/// Pushes `commit` to the branch, expected at `from` (`None`: a new branch), without force.
+/// `Err` carries why the push did not land (rejected as non-fast-forward, or the remote
+/// unreachable); both are worth a retry. `opening` is a `git://` session already on its way.
+pub(super) fn push(
+    repo: &Repository,
+    key: &RepoKey,
+    from: Option<Oid>,
+    commit: Oid,
+    opening: Option<daemon::Opening>,
+) -> Result<(), String> {
     repo.reference(PUSH_REF, commit, true, "slipway: push").map_err(|e| e.message().to_owned())?;
+    if let Some(opening) = opening {
+        return opening.session()?.push(repo, from, commit);
+    }
+    if daemon::handles(&key.url) {
+        return daemon::push(repo, key, from, commit);
+    }
     let mut remote = repo.remote_anonymous(&key.url).map_err(|e| e.message().to_owned())?;
     let rejected = RefCell::new(None);
     let mut callbacks = RemoteCallbacks::new();
