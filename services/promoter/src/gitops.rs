@@ -14,6 +14,7 @@
 //!
 //! In PR mode ([`pr`]) an update goes onto a new branch of its own and a pull request is opened.
 
+mod clone;
 mod daemon;
 mod history;
 pub mod message;

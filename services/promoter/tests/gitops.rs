@@ -1,6 +1,6 @@
 //! Git write-back against the test kit's real `git daemon`: byte-exact edits on the remote,
 //! two writers racing on one branch, batching (group commit, with and without a batch delay),
-//! crash retries, and the latency of one update.
+//! crash retries, a cached clone reopened after a stop or a crash, and the latency of one update.
 
 mod common;
 
@@ -394,4 +394,41 @@ async fn single_update_latency_on_loopback() {
             times.len()
         );
     }
+}
+
+/// The one cached clone under `work` (a bare repository).
+fn cached_clone(work: &TempDir) -> String {
+    let mut dirs = std::fs::read_dir(work.path()).expect("work dir").map(|e| e.expect("entry").path());
+    let clone = dirs.next().expect("a cached clone");
+    assert!(dirs.next().is_none(), "one clone");
+    path_str(&clone).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_reopened_after_a_stop_or_a_crash_keeps_working() {
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let key = seed(&daemon, "reopen", &app_files(["a".to_owned()]));
+    let work = TempDir::new().expect("work dir");
+    let first = GitopsWriter::new(config(&work, 0));
+    let landed = first.apply(&key, kustomize_update("r-1", "a", "v2")).await.expect("landed");
+    first.shutdown().await;
+    // Made in memory, the commit and everything it reaches are on disk once the writer stopped
+    // (`git` fails on a missing object).
+    let clone = cached_clone(&work);
+    git(&["--git-dir", &clone, "rev-list", "--objects", &landed.commit]);
+
+    // A crash before a commit reached the disk leaves refs on objects that are not there: the
+    // next writer drops them and fetches instead of failing on them.
+    let missing = "0123456789abcdef0123456789abcdef01234567\n";
+    for name in ["refs/remotes/origin/main", "refs/slipway/push"] {
+        std::fs::write(Path::new(&clone).join(name), missing).expect("write ref");
+    }
+    let second = GitopsWriter::new(config(&work, 0));
+    let again = second.apply(&key, kustomize_update("r-2", "a", "v3")).await.expect("landed");
+    assert_eq!(again.outcome, Outcome::Committed);
+    second.shutdown().await;
+    let log = remote_log(&daemon, "reopen");
+    assert_eq!((log.len(), log[1].0.as_str(), log[0].0.as_str()), (3, landed.commit.as_str(), again.commit.as_str()));
+    assert!(remote_file(&daemon, "reopen", "apps/a/dev/kustomization.yaml").contains("newTag: \"v3\""));
+    git(&["--git-dir", &clone, "rev-list", "--objects", &again.commit]);
 }

@@ -220,20 +220,24 @@ fn read_report(reader: &mut impl BufRead, head_ref: &str) -> Result<(), String> 
 
 /// A pack of `commit` and the trees and blobs it has that its parent's tree does not.
 fn new_objects_pack(repo: &Repository, commit: Oid) -> Result<Vec<u8>, git2::Error> {
-    let commit = repo.find_commit(commit)?;
+    let mut builder = repo.packbuilder()?;
+    for oid in new_objects(repo, &repo.find_commit(commit)?)? {
+        builder.insert_object(oid, None)?;
+    }
+    let mut buf = git2::Buf::new();
+    builder.write_buf(&mut buf)?;
+    Ok(buf.to_vec())
+}
+
+/// `commit` and the trees and blobs it has that its (first) parent's tree does not.
+pub(super) fn new_objects(repo: &Repository, commit: &git2::Commit<'_>) -> Result<Vec<Oid>, git2::Error> {
     let old = match commit.parent_count() {
         0 => None,
         _ => Some(commit.parent(0)?.tree()?),
     };
     let mut objects = vec![commit.id()];
     changed(repo, &commit.tree()?, old.as_ref(), &mut objects)?;
-    let mut builder = repo.packbuilder()?;
-    for oid in objects {
-        builder.insert_object(oid, None)?;
-    }
-    let mut buf = git2::Buf::new();
-    builder.write_buf(&mut buf)?;
-    Ok(buf.to_vec())
+    Ok(objects)
 }
 
 /// `new` and, below it, every tree and blob whose id differs from the entry at the same path

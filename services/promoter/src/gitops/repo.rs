@@ -19,32 +19,21 @@ use super::writer::{Counters, WriterConfig};
 use super::{Error, Landed, Outcome, RepoKey, Result, Update, daemon, message, yaml};
 use crate::timing;
 
-/// The local ref a commit is pushed from (libgit2 pushes refs, not bare object ids).
-const PUSH_REF: &str = "refs/slipway/push";
+/// The local ref a commit is pushed from (libgit2 pushes refs, not bare object ids); it also
+/// keeps the last pushed commit for fetch negotiation (see [`fetch`]).
+pub(super) const PUSH_REF: &str = "refs/slipway/push";
 
-/// A worker's cached clone, and what it knows of the branch's recent history.
-pub(crate) struct Cached {
-    repo: Repository,
-    history: Option<History>,
-}
-
-/// Writes one batch; one result per update, in order. Opens (or re-creates) the cached clone
-/// in `slot` when it is empty.
+/// Writes one batch in the cached clone `repo`; one result per update, in order, and the
+/// commit pushed, if any. `history` is what the clone knows of the branch's recent promotion
+/// ids.
 pub(crate) fn write_batch(
-    slot: &mut Option<Cached>,
+    repo: &Repository,
+    history: &mut Option<History>,
     config: &WriterConfig,
     counters: &Counters,
     key: &RepoKey,
     updates: &[Update],
-) -> Vec<Result<Landed>> {
-    if slot.is_none() {
-        match open(&config.work_dir, key) {
-            Ok(repo) => *slot = Some(Cached { repo, history: None }),
-            Err(e) => return vec![Err(e); updates.len()],
-        }
-    }
-    let Some(Cached { repo, history }) = slot.as_mut() else { return vec![Err(Error::Closed); updates.len()] };
-    let repo = &*repo;
+) -> (Vec<Result<Landed>>, Option<Oid>) {
     // First try on the head this clone last saw (no fetch round trip). That is safe: a
     // fast-forward push from it proves the remote was still there, so the trailer check on
     // its history was complete; a stale head only costs a rejected push.
@@ -63,7 +52,7 @@ pub(crate) fn write_batch(
                 timing::record(timing::GIT_FETCH, fetching.elapsed());
                 match fetched {
                     Ok(head) => Try::Fetched(head),
-                    Err(e @ Error::BranchMissing { .. }) => return vec![Err(e); updates.len()],
+                    Err(e @ Error::BranchMissing { .. }) => return (vec![Err(e); updates.len()], None),
                     Err(e) => {
                         tracing::warn!(attempt, error = %e, "gitops fetch failed");
                         counters.retried();
@@ -75,8 +64,8 @@ pub(crate) fn write_batch(
         };
         match try_write(repo, history, config, key, updates, head) {
             Round::Done { results, pushed } => {
-                counters.committed(pushed);
-                return results;
+                counters.committed(pushed.is_some());
+                return (results, pushed);
             }
             Round::Refetch => {}
             Round::Rejected(reason) => {
@@ -86,7 +75,7 @@ pub(crate) fn write_batch(
         }
     }
     let failed = Error::PushFailed { branch: key.branch.clone(), attempts: config.push_attempts, last };
-    vec![Err(failed); updates.len()]
+    (vec![Err(failed); updates.len()], None)
 }
 
 /// The head one attempt builds on.
@@ -100,8 +89,8 @@ enum Try {
 
 /// How one round ended.
 enum Round {
-    /// Final answers; `pushed` when a commit went out.
-    Done { results: Vec<Result<Landed>>, pushed: bool },
+    /// Final answers, and the commit that went out, if one did.
+    Done { results: Vec<Result<Landed>>, pushed: Option<Oid> },
     /// Nothing to commit on a cached head: check again on a fresh one.
     Refetch,
     /// The push was rejected or failed, for this reason.
@@ -119,7 +108,7 @@ fn try_write(
     head: Try,
 ) -> Round {
     let (Try::Cached(base) | Try::Fetched(base)) = head;
-    let failed = |e: Error| Round::Done { results: vec![Err(e); updates.len()], pushed: false };
+    let failed = |e: Error| Round::Done { results: vec![Err(e); updates.len()], pushed: None };
     // A git daemon's start-up (fork, exec, ref advertisement) overlaps planning and committing.
     let opening = daemon::handles(&key.url).then(|| daemon::Opening::start(key));
     let planning = Instant::now();
@@ -138,7 +127,7 @@ fn try_write(
     let Some(tree) = plan.tree else {
         // "Unchanged" judged on a stale head could hide a newer remote value: look again.
         return match head {
-            Try::Fetched(_) => Round::Done { results: plan.results(base, base), pushed: false },
+            Try::Fetched(_) => Round::Done { results: plan.results(base, base), pushed: None },
             Try::Cached(_) => Round::Refetch,
         };
     };
@@ -153,15 +142,14 @@ fn try_write(
     timing::record(timing::GIT_PUSH, pushing.elapsed());
     match pushed {
         Ok(()) => {
-            // The pushed commit is the remote head now; the next batch starts from it.
-            if let Err(e) = repo.reference(&tracking_ref(key), commit, true, "slipway: pushed") {
-                tracing::warn!(error = %e.message(), "could not record the pushed head");
-            }
+            // The pushed commit is the remote head now, and the next batch starts from it:
+            // `history` moves on to it, and the clone's thread records it as the tracking ref
+            // once the batch is answered (a ref is a file, so off the answer's path).
             let ids = plan.committed(updates).iter().map(|u| u.promotion_id.clone()).collect();
             if let Some(history) = history.as_mut() {
                 history.advance(commit, ids, config.history_depth);
             }
-            Round::Done { results: plan.results(base, commit), pushed: true }
+            Round::Done { results: plan.results(base, commit), pushed: Some(commit) }
         }
         Err(reason) => {
             tracing::info!(?head, %reason, "gitops push rejected or failed; refetching");
@@ -376,13 +364,13 @@ pub(super) fn push(
     commit: Oid,
     opening: Option<daemon::Opening>,
 ) -> Result<(), String> {
-    repo.reference(PUSH_REF, commit, true, "slipway: push").map_err(|e| e.message().to_owned())?;
     if let Some(opening) = opening {
         return opening.session()?.push(repo, from, commit);
     }
     if daemon::handles(&key.url) {
         return daemon::push(repo, key, from, commit);
     }
+    repo.reference(PUSH_REF, commit, true, "slipway: push").map_err(|e| e.message().to_owned())?;
     let mut remote = repo.remote_anonymous(&key.url).map_err(|e| e.message().to_owned())?;
     let rejected = RefCell::new(None);
     let mut callbacks = RemoteCallbacks::new();

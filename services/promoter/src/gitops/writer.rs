@@ -1,6 +1,6 @@
 //! [`GitopsWriter`]: the queue keyed by (repository URL, branch). Each key gets one tokio task
 //! fed by a channel that commits in groups: an idle worker takes what is queued (often one
-//! update) and hands it, with its cached clone, to a blocking thread for the git work at once;
+//! update) and hands it at once to the thread that owns its cached clone ([`super::clone`]);
 //! updates that arrive while that fetch/commit/push is in flight queue up and all go into the
 //! next commit. A single promotion so waits for nothing, and a burst still lands in a few
 //! commits, because each commit carries what arrived during the one before it. An optional
@@ -20,7 +20,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{Error, Landed, RepoKey, Result, Update, message, repo};
+use super::clone::CloneThread;
+use super::{Error, Landed, RepoKey, Result, Update, message};
 
 /// How the writer batches, retries and signs.
 #[derive(Debug, Clone)]
@@ -203,9 +204,9 @@ impl Future for Pending {
     }
 }
 
-/// One repository branch: batch, write on a blocking thread, answer, repeat.
+/// One repository branch: batch, write on the clone's thread, answer, repeat.
 async fn run_worker(key: RepoKey, shared: (Arc<WriterConfig>, Arc<Counters>), mut jobs: mpsc::UnboundedReceiver<Job>) {
-    let mut clone = None;
+    let mut clone: Option<CloneThread> = None;
     while let Some(first) = jobs.recv().await {
         let batch = gather(first, &mut jobs, &shared.0).await;
         shared.1.batches.fetch_add(1, Ordering::Relaxed);
@@ -213,24 +214,22 @@ async fn run_worker(key: RepoKey, shared: (Arc<WriterConfig>, Arc<Counters>), mu
             crate::timing::record(crate::timing::GITOPS_QUEUE, job.queued.elapsed());
         }
         let updates: Vec<Update> = batch.iter().map(|job| job.update.clone()).collect();
-        let (key, (config, counters)) = (key.clone(), shared.clone());
         let count = updates.len();
         let started = Instant::now();
-        let mut slot = clone.take();
-        let written = tokio::task::spawn_blocking(move || {
-            let results = repo::write_batch(&mut slot, &config, &counters, &key, &updates);
-            (slot, results)
-        })
-        .await;
-        let results = match written {
-            Ok((slot, results)) => {
-                clone = slot;
-                results
-            }
-            Err(e) => {
-                let error = Error::Git { op: "worker", message: e.to_string() };
-                vec![Err(error); count]
-            }
+        let thread = match clone.take() {
+            Some(thread) => Ok(thread),
+            None => CloneThread::spawn(key.clone(), shared.0.clone(), shared.1.clone()),
+        };
+        let results = match thread {
+            Ok(thread) => match thread.write(updates).await {
+                Some(results) => {
+                    clone = Some(thread);
+                    results
+                }
+                // The thread is gone (it panicked): the next batch starts a new one.
+                None => vec![Err(Error::Git { op: "worker", message: "the clone's thread ended".into() }); count],
+            },
+            Err(e) => vec![Err(e); count],
         };
         let failed = results.iter().filter(|r| r.is_err()).count();
         tracing::info!(
@@ -243,6 +242,9 @@ async fn run_worker(key: RepoKey, shared: (Arc<WriterConfig>, Arc<Counters>), mu
             // The submitter may have stopped waiting; the write stands either way.
             let _ = job.reply.send(result);
         }
+    }
+    if let Some(thread) = clone {
+        thread.finish().await;
     }
 }
 
