@@ -3,8 +3,9 @@
 //! update) and hands it at once to the thread that owns its cached clone ([`super::clone`]);
 //! updates that arrive while that fetch/commit/push is in flight queue up and all go into the
 //! next commit. A single promotion so waits for nothing, and a burst still lands in a few
-//! commits, because each commit carries what arrived during the one before it. An optional
-//! [`WriterConfig::max_batch_delay`] holds batches open longer, for fewer commits.
+//! commits, because each commit carries what arrived during the one before it (and, while the
+//! burst keeps arriving, what follows closely behind: see [`gather`]). An optional
+//! [`WriterConfig::max_batch_delay`] holds every batch open longer, for fewer commits.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -207,8 +208,9 @@ impl Future for Pending {
 /// One repository branch: batch, write on the clone's thread, answer, repeat.
 async fn run_worker(key: RepoKey, shared: (Arc<WriterConfig>, Arc<Counters>), mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut clone: Option<CloneThread> = None;
+    let mut last_write = Duration::ZERO;
     while let Some(first) = jobs.recv().await {
-        let batch = gather(first, &mut jobs, &shared.0).await;
+        let batch = gather(first, &mut jobs, &shared.0, last_write).await;
         shared.1.batches.fetch_add(1, Ordering::Relaxed);
         for job in &batch {
             crate::timing::record(crate::timing::GITOPS_QUEUE, job.queued.elapsed());
@@ -231,6 +233,7 @@ async fn run_worker(key: RepoKey, shared: (Arc<WriterConfig>, Arc<Counters>), mu
             },
             Err(e) => vec![Err(e); count],
         };
+        last_write = started.elapsed();
         let failed = results.iter().filter(|r| r.is_err()).count();
         tracing::info!(
             updates = count,
@@ -248,17 +251,42 @@ async fn run_worker(key: RepoKey, shared: (Arc<WriterConfig>, Arc<Counters>), mu
     }
 }
 
+/// Under load, how soon after the last update the next must arrive for a batch to stay open.
+const BURST_GAP: Duration = Duration::from_millis(5);
+
 /// The next batch: `first` plus whatever queued while the worker was busy, without waiting
-/// (group commit). With a [`WriterConfig::max_batch_delay`], the batch then stays open for
-/// more until `first` has waited that long.
-async fn gather(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, config: &WriterConfig) -> Vec<Job> {
+/// (group commit). An idle worker (nothing queued) so never waits, unless a
+/// [`WriterConfig::max_batch_delay`] is set: then the batch stays open for more until `first`
+/// has waited that long.
+///
+/// Under load (updates queued while the last write, which took `last_write`, was in flight)
+/// a burst is most likely still arriving: the batch stays open while updates keep coming, each
+/// within [`BURST_GAP`] of the one before, for at most `last_write`. Otherwise a burst that
+/// arrives slower than the writer commits would take one commit per write time.
+async fn gather(
+    first: Job,
+    jobs: &mut mpsc::UnboundedReceiver<Job>,
+    config: &WriterConfig,
+    last_write: Duration,
+) -> Vec<Job> {
     let max = config.max_batch.max(1);
     let deadline = first.queued + config.max_batch_delay;
     let mut batch = vec![first];
-    while batch.len() < max {
-        match jobs.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
+    take_queued(&mut batch, jobs, max);
+    if batch.len() > 1 {
+        let until = Instant::now() + last_write;
+        while batch.len() < max {
+            let next = (Instant::now() + BURST_GAP).min(until);
+            if next <= Instant::now() {
+                break;
+            }
+            match tokio::time::timeout_at(next, jobs.recv()).await {
+                Ok(Some(job)) => {
+                    batch.push(job);
+                    take_queued(&mut batch, jobs, max);
+                }
+                Ok(None) | Err(_) => break,
+            }
         }
     }
     if config.max_batch_delay.is_zero() {
@@ -271,6 +299,16 @@ async fn gather(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, config: &Wr
         }
     }
     batch
+}
+
+/// Moves what is queued into `batch`, up to `max` updates, without waiting.
+fn take_queued(batch: &mut Vec<Job>, jobs: &mut mpsc::UnboundedReceiver<Job>, max: usize) {
+    while batch.len() < max {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +330,8 @@ mod tests {
         (Job { update, reply, queued: Instant::now() }, answer)
     }
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
     fn ids(batch: &[Job]) -> Vec<&str> {
         batch.iter().map(|j| j.update.promotion_id.as_str()).collect()
     }
@@ -302,7 +342,8 @@ mod tests {
     async fn an_idle_writer_takes_a_lone_update_without_waiting() {
         let (_queue, mut jobs) = mpsc::unbounded_channel();
         let config = WriterConfig::new("/unused");
-        let batch = gather(job("one").0, &mut jobs, &config).now_or_never().expect("did not wait");
+        // However long the last write took: with nothing queued, the writer is idle.
+        let batch = gather(job("one").0, &mut jobs, &config, HOUR).now_or_never().expect("did not wait");
         assert_eq!(ids(&batch), ["one"]);
     }
 
@@ -316,9 +357,9 @@ mod tests {
             answers.push(answer);
         }
         let config = WriterConfig { max_batch: 3, ..WriterConfig::new("/unused") };
-        let batch = gather(job("a").0, &mut jobs, &config).now_or_never().expect("did not wait");
+        let batch = gather(job("a").0, &mut jobs, &config, HOUR).now_or_never().expect("full: did not wait");
         assert_eq!(ids(&batch), ["a", "b", "c"], "up to max_batch, in order");
-        let rest = gather(job("e").0, &mut jobs, &config).now_or_never().expect("did not wait");
+        let rest = gather(job("e").0, &mut jobs, &config, Duration::ZERO).now_or_never().expect("did not wait");
         assert_eq!(ids(&rest), ["e", "d"]);
     }
 
@@ -326,14 +367,32 @@ mod tests {
     async fn a_configured_delay_holds_the_batch_open() {
         let (queue, mut jobs) = mpsc::unbounded_channel();
         let config = WriterConfig { max_batch_delay: Duration::from_secs(3600), ..WriterConfig::new("/unused") };
-        let mut gathering = Box::pin(gather(job("a").0, &mut jobs, &config));
+        let mut gathering = Box::pin(gather(job("a").0, &mut jobs, &config, Duration::ZERO));
         assert!((&mut gathering).now_or_never().is_none(), "waits for more within the delay");
         drop(gathering);
         let (late, _answer) = job("late");
         queue.send(late).map_err(|_| "closed").expect("queued");
         drop(queue);
         // The channel closes after `late`: the batch ends without the delay running out.
-        let batch = gather(job("b").0, &mut jobs, &config).now_or_never().expect("closed channel ends it");
+        let batch = gather(job("b").0, &mut jobs, &config, Duration::ZERO).now_or_never().expect("closed channel");
         assert_eq!(ids(&batch), ["b", "late"]);
+    }
+
+    #[tokio::test]
+    async fn under_load_a_batch_stays_open_while_updates_keep_coming() {
+        let (queue, mut jobs) = mpsc::unbounded_channel();
+        let (queued, _answer) = job("queued");
+        queue.send(queued).map_err(|_| "closed").expect("queued");
+        let config = WriterConfig::new("/unused");
+        let mut gathering = Box::pin(gather(job("a").0, &mut jobs, &config, HOUR));
+        assert!((&mut gathering).now_or_never().is_none(), "an update queued: waits for the rest of the burst");
+        drop(gathering); // with `a` and `queued`
+        for id in ["more", "last"] {
+            queue.send(job(id).0).map_err(|_| "closed").expect("queued");
+        }
+        drop(queue);
+        // The channel closes after them: the batch ends without the wait running out.
+        let batch = gather(job("b").0, &mut jobs, &config, HOUR).now_or_never().expect("closed channel");
+        assert_eq!(ids(&batch), ["b", "more", "last"]);
     }
 }
