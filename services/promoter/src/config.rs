@@ -60,8 +60,12 @@ pub struct CatalogConfig {
 pub struct GitopsConfig {
     /// Cached clones live here.
     pub work_dir: PathBuf,
-    /// Milliseconds to gather updates for one commit.
-    pub batch_window_ms: u64,
+    /// Longest an update may be held back to share a commit with later ones; 0 (the default)
+    /// is off. Either way the writer commits in groups: an idle writer commits at once, and
+    /// what arrives while a push is in flight goes into the next commit together. A delay only
+    /// buys fewer commits, at the cost of latency. `batch_window_ms` is the old name.
+    #[serde(alias = "batch_window_ms")]
+    pub max_batch_delay_ms: u64,
     pub author_name: String,
     pub author_email: String,
 }
@@ -70,7 +74,7 @@ impl Default for GitopsConfig {
     fn default() -> Self {
         Self {
             work_dir: PathBuf::from("/var/lib/slipway/promoter"),
-            batch_window_ms: 100,
+            max_batch_delay_ms: 0,
             author_name: "Slipway".to_owned(),
             author_email: "slipway@localhost".to_owned(),
         }

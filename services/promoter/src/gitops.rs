@@ -2,14 +2,21 @@
 //! YAML files byte-exactly ([`yaml`]), and leave as commits pushed to the remote branch.
 //!
 //! [`GitopsWriter`] runs one serialized worker per (repository URL, branch). A worker keeps a
-//! cached bare clone, batches the updates that arrive within a short window into one commit,
-//! and pushes without ever forcing: a rejected push is refetched, re-applied and retried.
+//! cached bare clone, commits in groups (an idle worker commits at once; what arrives during a
+//! push goes into the next commit), builds on the head it last saw without fetching, and
+//! pushes without ever forcing: a rejected push is refetched, re-applied and retried.
 //! Every commit carries a `Slipway-Promotion-Id` trailer per update, so an update whose
 //! promotion already landed (a retry after a crash, or a second promoter) is answered from the
 //! remote history instead of being committed twice.
 //!
+//! Pushes to `git://` remotes go through [`daemon`]'s own protocol client (no Nagle stall,
+//! only the new objects); other remotes through libgit2.
+//!
 //! In PR mode ([`pr`]) an update goes onto a new branch of its own and a pull request is opened.
 
+mod clone;
+mod daemon;
+mod history;
 pub mod message;
 pub mod pr;
 mod repo;

@@ -27,6 +27,7 @@ pub mod grpc;
 pub mod health;
 pub mod promoter;
 pub mod store;
+pub mod timing;
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -45,6 +46,10 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// `promotion.requested` handled at once by one replica: as many as one commit may carry
+/// (the writer's `max_batch`), so a burst is not cut into commits by the consumer.
+const WRITE_BACKS_IN_FLIGHT: usize = 500;
+
 /// The promoter schema's migrations.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -54,7 +59,7 @@ pub async fn run(config: Config, admin_listener: TcpListener, shutdown: Cancella
     std::fs::create_dir_all(&config.gitops.work_dir)
         .with_context(|| format!("gitops.work_dir {}", config.gitops.work_dir.display()))?;
     let mut writer = gitops::WriterConfig::new(&config.gitops.work_dir);
-    writer.batch_window = Duration::from_millis(config.gitops.batch_window_ms);
+    writer.max_batch_delay = Duration::from_millis(config.gitops.max_batch_delay_ms);
     writer.author_name.clone_from(&config.gitops.author_name);
     writer.author_email.clone_from(&config.gitops.author_email);
     let writer = gitops::GitopsWriter::new(writer);
@@ -180,12 +185,15 @@ async fn consume(
     let decisions = consumer::run(main, LoopOptions::for_spec(&spec, 16), shutdown.child_token(), move |d| {
         handler.clone().handle(d)
     });
-    // Wide, so that updates arriving together can share a commit.
+    // Wide, so that updates arriving together can share a commit: a handler only waits for
+    // the writer, and a commit can only carry the updates whose handlers are running.
     let writer = promoter.clone();
-    let write_backs =
-        consumer::run(writes, LoopOptions::for_spec(&writer_spec, 64), shutdown.child_token(), move |d| {
-            writer.clone().write_back(d)
-        });
+    let write_backs = consumer::run(
+        writes,
+        LoopOptions::for_spec(&writer_spec, WRITE_BACKS_IN_FLIGHT),
+        shutdown.child_token(),
+        move |d| writer.clone().write_back(d),
+    );
     let (a, b) = tokio::join!(decisions, write_backs);
     ticker.await?;
     a?;

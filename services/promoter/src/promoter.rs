@@ -6,6 +6,7 @@
 //! admin API call.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use slipway_mesh::names::{AppName, EnvName};
@@ -21,7 +22,7 @@ use crate::domain::{
     self, Command, CommandKind, Effect, Event, Input, Outgoing, PromotionState, Version, decide, reason,
 };
 use crate::error::{Error, Result};
-use crate::store;
+use crate::{store, timing};
 
 /// Durable consumer of builds, test gates, chat commands and health reports.
 pub const DURABLE: &str = "promoter";
@@ -88,7 +89,15 @@ impl Promoter {
 
     /// The handler of the [`DURABLE`] consumer.
     pub async fn handle(self: Arc<Self>, delivery: Delivery) -> Outcome {
-        match self.apply_delivery(&delivery).await {
+        let started = Instant::now();
+        if matches!(delivery.payload, Payload::BuildSucceeded(_)) {
+            timing::record_since(timing::BUILD_DELIVERY, delivery.envelope.time);
+        }
+        let applied = self.apply_delivery(&delivery).await;
+        if matches!(delivery.payload, Payload::BuildSucceeded(_)) {
+            timing::record(timing::BUILD_TX, started.elapsed());
+        }
+        match applied {
             Ok(()) => Outcome::Ack,
             Err(e) => e.outcome(),
         }
@@ -257,11 +266,14 @@ impl Promoter {
     #[instrument(skip_all, fields(event.id = %delivery.envelope.id))]
     async fn write_requested(&self, delivery: &Delivery) -> Result<()> {
         let Payload::PromotionRequested(requested) = &delivery.payload else { return Ok(()) };
+        timing::record_since(timing::REQUESTED_DELIVERY, delivery.envelope.time);
+        let looking = Instant::now();
         let mut conn = self.pool.acquire().await?;
         let Some((app, promotion, current)) = store::promotion(&mut conn, &requested.promotion_id).await? else {
             return Ok(());
         };
         drop(conn);
+        timing::record(timing::WRITER_LOOKUP, looking.elapsed());
         if promotion.state != PromotionState::Requested {
             return Ok(());
         }
@@ -290,12 +302,14 @@ impl Promoter {
             }
             Err(e) => return Err(e),
         };
+        let recording = Instant::now();
         let mut tx = self.pool.begin().await?;
         if inbox::claim(&mut tx, WRITER_DURABLE, &delivery.envelope.id).await? {
             self.decide_in(&mut tx, &app, delivery.envelope.id.as_str(), event, std::slice::from_ref(&promotion.id))
                 .await?;
         }
         tx.commit().await?;
+        timing::record(timing::COMMITTED_TX, recording.elapsed());
         Ok(())
     }
 

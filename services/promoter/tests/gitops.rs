@@ -1,5 +1,6 @@
 //! Git write-back against the test kit's real `git daemon`: byte-exact edits on the remote,
-//! two writers racing on one branch, batching, crash retries, and the latency of one update.
+//! two writers racing on one branch, batching (group commit, with and without a batch delay),
+//! crash retries, a cached clone reopened after a stop or a crash, and the latency of one update.
 
 mod common;
 
@@ -76,8 +77,9 @@ fn app_files(apps: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
     apps.into_iter().map(|app| (format!("apps/{app}/dev/kustomization.yaml"), kustomization(&app))).collect()
 }
 
-fn config(dir: &TempDir, window_ms: u64) -> WriterConfig {
-    WriterConfig { batch_window: Duration::from_millis(window_ms), ..WriterConfig::new(dir.path()) }
+/// The writer's defaults (group commit, no batch delay) plus a batch delay of `delay_ms`.
+fn config(dir: &TempDir, delay_ms: u64) -> WriterConfig {
+    WriterConfig { max_batch_delay: Duration::from_millis(delay_ms), ..WriterConfig::new(dir.path()) }
 }
 
 const TRICKY_KUSTOMIZATION: &str = "\
@@ -156,7 +158,7 @@ async fn two_writers_racing_lose_nothing_and_never_force() {
     let apps = |w: usize| (0..20).map(move |i| format!("app-{w}-{i:02}"));
     let key = seed(&daemon, "race", &app_files(apps(0).chain(apps(1))));
     let dirs = [TempDir::new().expect("dir"), TempDir::new().expect("dir")];
-    // No window: each writer commits as soon as it can, so the two collide on most pushes.
+    // No batch delay: each writer commits as soon as it can, so the two collide on most pushes.
     let writers: Vec<Arc<GitopsWriter>> = dirs.iter().map(|d| Arc::new(GitopsWriter::new(config(d, 0)))).collect();
     let mut tasks = Vec::new();
     for (w, writer) in writers.iter().enumerate() {
@@ -197,29 +199,93 @@ async fn two_writers_racing_lose_nothing_and_never_force() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_updates_at_once_share_a_few_commits() {
     let daemon = GitDaemon::start().await.expect("git daemon");
-    let apps: Vec<String> = (0..50).map(|i| format!("svc-{i:02}")).collect();
-    let key = seed(&daemon, "batch", &app_files(apps.clone()));
+    // Group commit alone (the default), then with a batch delay as well.
+    for delay_ms in [0, 200] {
+        let name = format!("batch-{delay_ms}");
+        let apps: Vec<String> = (0..50).map(|i| format!("svc-{i:02}")).collect();
+        let key = seed(&daemon, &name, &app_files(apps.clone()));
+        let work = TempDir::new().expect("work dir");
+        let writer = GitopsWriter::new(config(&work, delay_ms));
+        let started = Instant::now();
+        let pending: Vec<_> = apps
+            .iter()
+            .map(|app| writer.submit(&key, kustomize_update(&format!("b-{app}"), app, "v2")).expect("queued"))
+            .collect();
+        let mut commits = std::collections::HashSet::new();
+        for landed in pending {
+            commits.insert(landed.await.expect("landed").commit);
+        }
+        let log = remote_log(&daemon, &name);
+        eprintln!("batch (delay {delay_ms} ms): 50 updates in {} commits, {:?}", log.len() - 1, started.elapsed());
+        assert!(log.len() - 1 <= 5, "{} commits", log.len() - 1);
+        assert_eq!(commits.len(), log.len() - 1);
+        for app in &apps {
+            let text = remote_file(&daemon, &name, &format!("apps/{app}/dev/kustomization.yaml"));
+            assert!(text.contains("newTag: \"v2\""), "{app}: {text}");
+        }
+        let (_, _, message) = &log[0];
+        assert!(message.starts_with("chore(slipway): promote "), "{message}");
+    }
+}
+
+/// Holds the first push to `name` in its pre-receive hook until `gate/open` exists, and
+/// creates `gate/held` once it holds it; later pushes pass.
+fn hold_first_push(daemon: &GitDaemon, name: &str, gate: &Path) {
+    let hook = daemon.repo_path(name).join("hooks/pre-receive");
+    let (held, open) = (gate.join("held"), gate.join("open"));
+    let script = format!(
+        "#!/bin/sh\ncat >/dev/null\n[ -e '{held}' ] && exit 0\n: > '{held}'\n\
+         while [ ! -e '{open}' ]; do sleep 0.01; done\n",
+        held = held.display(),
+        open = open.display()
+    );
+    std::fs::create_dir_all(hook.parent().expect("hooks dir")).expect("hooks dir");
+    std::fs::write(&hook, script).expect("hook");
+    let chmod = Command::new("chmod").arg("755").arg(&hook).status().expect("chmod");
+    assert!(chmod.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_arriving_during_a_push_share_the_next_commit() {
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let apps: Vec<String> = (0..4).map(|i| format!("grp-{i}")).collect();
+    let key = seed(&daemon, "group", &app_files(apps.clone()));
+    let gate = TempDir::new().expect("gate dir");
+    hold_first_push(&daemon, "group", gate.path());
     let work = TempDir::new().expect("work dir");
-    let writer = GitopsWriter::new(config(&work, 200));
-    let started = Instant::now();
-    let pending: Vec<_> = apps
-        .iter()
-        .map(|app| writer.submit(&key, kustomize_update(&format!("b-{app}"), app, "v2")).expect("queued"))
-        .collect();
-    let mut commits = std::collections::HashSet::new();
-    for landed in pending {
-        commits.insert(landed.await.expect("landed").commit);
+    // No batch delay: only group commit decides what shares a commit.
+    let writer = GitopsWriter::new(config(&work, 0));
+    let update = |i: usize| kustomize_update(&format!("g-{i}"), &apps[i], "v2");
+
+    // The idle writer starts on the lone update at once: its push reaches the remote and is
+    // held there, with nothing else submitted yet.
+    let first = writer.submit(&key, update(0)).expect("queued");
+    while !gate.path().join("held").exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let log = remote_log(&daemon, "batch");
-    eprintln!("batch: 50 updates in {} commits, {:?}", log.len() - 1, started.elapsed());
-    assert!(log.len() - 1 <= 5, "{} commits", log.len() - 1);
-    assert_eq!(commits.len(), log.len() - 1);
-    for app in &apps {
-        let text = remote_file(&daemon, "batch", &format!("apps/{app}/dev/kustomization.yaml"));
-        assert!(text.contains("newTag: \"v2\""), "{app}: {text}");
+    let during: Vec<_> = (1..4).map(|i| writer.submit(&key, update(i)).expect("queued")).collect();
+    std::fs::write(gate.path().join("open"), "").expect("open the gate");
+
+    let first = first.await.expect("first lands");
+    assert_eq!(first.outcome, Outcome::Committed);
+    let mut later = Vec::new();
+    for pending in during {
+        let landed = pending.await.expect("lands");
+        assert_eq!(landed.outcome, Outcome::Committed);
+        later.push(landed.commit);
     }
-    let (_, _, message) = &log[0];
-    assert!(message.starts_with("chore(slipway): promote "), "{message}");
+    assert!(later.iter().all(|c| *c == later[0]), "the three share one commit: {later:?}");
+    assert_ne!(later[0], first.commit);
+    let log = remote_log(&daemon, "group");
+    assert_eq!(log.len(), 3, "seed, the lone update, the group");
+    assert_eq!((log[1].0.as_str(), log[0].0.as_str()), (first.commit.as_str(), later[0].as_str()));
+    assert!(log[1].2.contains("Slipway-Promotion-Id: g-0\n") && !log[1].2.contains("g-1"), "{}", log[1].2);
+    for i in 1..4 {
+        assert!(log[0].2.contains(&format!("Slipway-Promotion-Id: g-{i}\n")), "{}", log[0].2);
+    }
+    let stats = writer.stats();
+    assert_eq!((stats.batches, stats.commits, stats.retries), (2, 2, 0), "{stats:?}");
+    writer.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,29 +317,36 @@ async fn a_landed_promotion_is_not_committed_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_clone_is_refetched_and_reapplied() {
     let daemon = GitDaemon::start().await.expect("git daemon");
-    let key = seed(&daemon, "stale", &app_files(["a".to_owned(), "b".to_owned()]));
-    let work = TempDir::new().expect("work dir");
-    let writer = GitopsWriter::new(config(&work, 0));
-    writer.apply(&key, kustomize_update("s-1", "a", "v2")).await.expect("landed");
+    // `git://` goes through the writer's own protocol client, `file://` through libgit2's.
+    for (name, file_url) in [("stale", false), ("stale-file", true)] {
+        let mut key = seed(&daemon, name, &app_files(["a".to_owned(), "b".to_owned()]));
+        if file_url {
+            key = RepoKey::new(format!("file://{}", path_str(&daemon.repo_path(name))), "main").expect("key");
+        }
+        let work = TempDir::new().expect("work dir");
+        let writer = GitopsWriter::new(config(&work, 0));
+        writer.apply(&key, kustomize_update("s-1", "a", "v2")).await.expect("landed");
 
-    // Someone else pushes behind the writer's back: its cached head is now stale.
-    let other = TempDir::new().expect("dir");
-    let dir = path_str(other.path());
-    git(&["clone", "-q", &key.url, dir]);
-    let b_file = other.path().join("apps/b/dev/kustomization.yaml");
-    std::fs::write(&b_file, kustomization("b").replace("# seed", "# edited by hand")).expect("write");
-    git(&["-C", dir, "commit", "-q", "-am", "hand edit"]);
-    git(&["-C", dir, "push", "-q", "origin", "main"]);
-    let external = git(&["-C", dir, "rev-parse", "HEAD"]).trim().to_owned();
+        // Someone else pushes behind the writer's back: its cached head is now stale.
+        let other = TempDir::new().expect("dir");
+        let dir = path_str(other.path());
+        git(&["clone", "-q", &key.url, dir]);
+        let b_file = other.path().join("apps/b/dev/kustomization.yaml");
+        std::fs::write(&b_file, kustomization("b").replace("# seed", "# edited by hand")).expect("write");
+        git(&["-C", dir, "commit", "-q", "-am", "hand edit"]);
+        git(&["-C", dir, "push", "-q", "origin", "main"]);
+        let external = git(&["-C", dir, "rev-parse", "HEAD"]).trim().to_owned();
 
-    let landed = writer.apply(&key, kustomize_update("s-2", "a", "v3")).await.expect("landed");
-    assert_eq!(landed.outcome, Outcome::Committed);
-    assert!(writer.stats().retries >= 1, "the push from the stale head was rejected: {:?}", writer.stats());
-    let log = remote_log(&daemon, "stale");
-    assert_eq!(log[1].0, external, "the new commit sits on the hand edit");
-    assert!(remote_file(&daemon, "stale", "apps/b/dev/kustomization.yaml").contains("# edited by hand"));
-    assert!(remote_file(&daemon, "stale", "apps/a/dev/kustomization.yaml").contains("newTag: \"v3\""));
-    assert_never_forced(&daemon, "stale");
+        let landed = writer.apply(&key, kustomize_update("s-2", "a", "v3")).await.expect("landed");
+        assert_eq!(landed.outcome, Outcome::Committed);
+        assert!(writer.stats().retries >= 1, "{name}: the push from the stale head was rejected: {:?}", writer.stats());
+        let log = remote_log(&daemon, name);
+        assert_eq!(log[1].0, external, "{name}: the new commit sits on the hand edit");
+        assert_eq!(log[0].0, landed.commit);
+        assert!(remote_file(&daemon, name, "apps/b/dev/kustomization.yaml").contains("# edited by hand"));
+        assert!(remote_file(&daemon, name, "apps/a/dev/kustomization.yaml").contains("newTag: \"v3\""));
+        assert_never_forced(&daemon, name);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,23 +375,60 @@ async fn single_update_latency_on_loopback() {
     let daemon = GitDaemon::start().await.expect("git daemon");
     let apps: Vec<String> = (0..10).map(|i| format!("lat-{i}")).collect();
     let key = seed(&daemon, "latency", &app_files(apps.clone()));
-    for window_ms in [0, 100] {
+    for delay_ms in [0, 100] {
         let work = TempDir::new().expect("work dir");
-        let writer = GitopsWriter::new(config(&work, window_ms));
+        let writer = GitopsWriter::new(config(&work, delay_ms));
         let mut times = Vec::new();
         for (i, app) in apps.iter().enumerate() {
             let started = Instant::now();
-            let update = kustomize_update(&format!("lat-{window_ms}-{i}"), app, &format!("w{window_ms}-{i}"));
+            let update = kustomize_update(&format!("lat-{delay_ms}-{i}"), app, &format!("w{delay_ms}-{i}"));
             writer.apply(&key, update).await.expect("landed");
             times.push(started.elapsed());
         }
         let first = times[0];
         times.sort();
         eprintln!(
-            "latency (window {window_ms} ms): first (clone) {first:?}, p50 {:?}, max {:?} over {} updates",
+            "latency (batch delay {delay_ms} ms): first (clone) {first:?}, p50 {:?}, max {:?} over {} updates",
             times[times.len() / 2],
             times[times.len() - 1],
             times.len()
         );
     }
+}
+
+/// The one cached clone under `work` (a bare repository).
+fn cached_clone(work: &TempDir) -> String {
+    let mut dirs = std::fs::read_dir(work.path()).expect("work dir").map(|e| e.expect("entry").path());
+    let clone = dirs.next().expect("a cached clone");
+    assert!(dirs.next().is_none(), "one clone");
+    path_str(&clone).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_reopened_after_a_stop_or_a_crash_keeps_working() {
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let key = seed(&daemon, "reopen", &app_files(["a".to_owned()]));
+    let work = TempDir::new().expect("work dir");
+    let first = GitopsWriter::new(config(&work, 0));
+    let landed = first.apply(&key, kustomize_update("r-1", "a", "v2")).await.expect("landed");
+    first.shutdown().await;
+    // Made in memory, the commit and everything it reaches are on disk once the writer stopped
+    // (`git` fails on a missing object).
+    let clone = cached_clone(&work);
+    git(&["--git-dir", &clone, "rev-list", "--objects", &landed.commit]);
+
+    // A crash before a commit reached the disk leaves refs on objects that are not there: the
+    // next writer drops them and fetches instead of failing on them.
+    let missing = "0123456789abcdef0123456789abcdef01234567\n";
+    for name in ["refs/remotes/origin/main", "refs/slipway/push"] {
+        std::fs::write(Path::new(&clone).join(name), missing).expect("write ref");
+    }
+    let second = GitopsWriter::new(config(&work, 0));
+    let again = second.apply(&key, kustomize_update("r-2", "a", "v3")).await.expect("landed");
+    assert_eq!(again.outcome, Outcome::Committed);
+    second.shutdown().await;
+    let log = remote_log(&daemon, "reopen");
+    assert_eq!((log.len(), log[1].0.as_str(), log[0].0.as_str()), (3, landed.commit.as_str(), again.commit.as_str()));
+    assert!(remote_file(&daemon, "reopen", "apps/a/dev/kustomization.yaml").contains("newTag: \"v3\""));
+    git(&["--git-dir", &clone, "rev-list", "--objects", &again.commit]);
 }

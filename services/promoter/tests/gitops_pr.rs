@@ -154,9 +154,7 @@ async fn list(
 // ------------------------------------------------------------------ the deployer
 
 fn deployer(work: &Path, api_url: &str, stages: &[&str]) -> GitDeployer {
-    let mut config = WriterConfig::new(work);
-    config.batch_window = Duration::from_millis(5);
-    let writer = GitopsWriter::new(config);
+    let writer = GitopsWriter::new(WriterConfig::new(work));
     let github = GitHub::new(api_url, Secret::new(TOKEN)).expect("client");
     let stages = stages.iter().map(|s| EnvName::parse(s).expect("env"));
     let pull_requests = PullRequests::new(&writer, github, stages);
@@ -302,7 +300,6 @@ async fn promotion_committed_carries_the_pull_request_url() {
         ..Config::default()
     };
     config.gitops.work_dir = work.path().to_owned();
-    config.gitops.batch_window_ms = 20;
     config.github.api_url.clone_from(&fake.url);
     config.github.token = Some(Secret::new(TOKEN));
     slipway_runtime::config::Validate::validate(&config).expect("valid config");

@@ -192,7 +192,8 @@ fn attempt_branch(
         Err(e) => return Ok(Step::Retry(e.to_string())),
     }
     let updates = std::slice::from_ref(update);
-    let plan = repo::Plan::make(repo, base, config.history_depth, updates)?;
+    let landed = repo::landed_ids(repo, base, config.history_depth)?;
+    let plan = repo::Plan::make(repo, base, &landed, updates)?;
     let Some(tree) = plan.tree else {
         // Already on the target branch (an earlier pull request was merged) or nothing to
         // change: there is nothing to propose.
@@ -201,7 +202,7 @@ fn attempt_branch(
     };
     let commit = repo::commit(repo, config, base, tree, &plan.committed(updates))?;
     // `push` never forces; creating a branch is a plain update of a ref that did not exist.
-    Ok(match repo::push(repo, branch, commit) {
+    Ok(match repo::push(repo, branch, None, commit, None) {
         Ok(()) => {
             Step::Done(Some(branch.branch.clone()), Landed { commit: commit.to_string(), outcome: Outcome::Committed })
         }

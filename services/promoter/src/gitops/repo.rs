@@ -1,6 +1,8 @@
 //! The blocking git side of one writer: a cached bare clone of the repository, and for each
-//! batch fetch → look for landed promotion ids → edit blobs → commit → push (never forced),
-//! repeated on a fresh remote head while the push is rejected.
+//! batch look for landed promotion ids → edit blobs → commit → push (never forced). The first
+//! round builds on the head this clone last pushed or fetched, without a fetch; a rejected
+//! push is fetched and repeated on the fresh remote head. The promotion ids of the recent
+//! history ([`History`]) are kept with the clone and moved on by each pushed commit.
 //!
 //! There is no working tree: edits read blobs from the fetched commit's tree and write a new
 //! tree beside it, so "reset to the remote branch" is just starting from the fetched commit.
@@ -8,32 +10,30 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use git2::{AutotagOption, FetchOptions, Oid, PushOptions, RemoteCallbacks, Repository, Signature};
 
+use super::history::History;
 use super::writer::{Counters, WriterConfig};
-use super::{Error, Landed, Outcome, RepoKey, Result, Update, message, yaml};
+use super::{Error, Landed, Outcome, RepoKey, Result, Update, daemon, message, yaml};
+use crate::timing;
 
-/// The local ref a commit is pushed from (libgit2 pushes refs, not bare object ids).
-const PUSH_REF: &str = "refs/slipway/push";
+/// The local ref a commit is pushed from (libgit2 pushes refs, not bare object ids); it also
+/// keeps the last pushed commit for fetch negotiation (see [`fetch`]).
+pub(super) const PUSH_REF: &str = "refs/slipway/push";
 
-/// Writes one batch; one result per update, in order. Opens (or re-creates) the cached clone
-/// in `slot` when it is empty.
+/// Writes one batch in the cached clone `repo`; one result per update, in order, and the
+/// commit pushed, if any. `history` is what the clone knows of the branch's recent promotion
+/// ids.
 pub(crate) fn write_batch(
-    slot: &mut Option<Repository>,
+    repo: &Repository,
+    history: &mut Option<History>,
     config: &WriterConfig,
     counters: &Counters,
     key: &RepoKey,
     updates: &[Update],
-) -> Vec<Result<Landed>> {
-    if slot.is_none() {
-        match open(&config.work_dir, key) {
-            Ok(repo) => *slot = Some(repo),
-            Err(e) => return vec![Err(e); updates.len()],
-        }
-    }
-    let Some(repo) = slot.as_ref() else { return vec![Err(Error::Closed); updates.len()] };
+) -> (Vec<Result<Landed>>, Option<Oid>) {
     // First try on the head this clone last saw (no fetch round trip). That is safe: a
     // fast-forward push from it proves the remote was still there, so the trailer check on
     // its history was complete; a stale head only costs a rejected push.
@@ -47,9 +47,12 @@ pub(crate) fn write_batch(
                 if attempt > 1 {
                     std::thread::sleep(backoff(config.backoff, attempt, rand::random()));
                 }
-                match fetch(repo, key) {
+                let fetching = Instant::now();
+                let fetched = fetch(repo, key);
+                timing::record(timing::GIT_FETCH, fetching.elapsed());
+                match fetched {
                     Ok(head) => Try::Fetched(head),
-                    Err(e @ Error::BranchMissing { .. }) => return vec![Err(e); updates.len()],
+                    Err(e @ Error::BranchMissing { .. }) => return (vec![Err(e); updates.len()], None),
                     Err(e) => {
                         tracing::warn!(attempt, error = %e, "gitops fetch failed");
                         counters.retried();
@@ -59,10 +62,10 @@ pub(crate) fn write_batch(
                 }
             }
         };
-        match try_write(repo, config, key, updates, head) {
+        match try_write(repo, history, config, key, updates, head) {
             Round::Done { results, pushed } => {
-                counters.committed(pushed);
-                return results;
+                counters.committed(pushed.is_some());
+                return (results, pushed);
             }
             Round::Refetch => {}
             Round::Rejected(reason) => {
@@ -72,7 +75,7 @@ pub(crate) fn write_batch(
         }
     }
     let failed = Error::PushFailed { branch: key.branch.clone(), attempts: config.push_attempts, last };
-    vec![Err(failed); updates.len()]
+    (vec![Err(failed); updates.len()], None)
 }
 
 /// The head one attempt builds on.
@@ -86,40 +89,67 @@ enum Try {
 
 /// How one round ended.
 enum Round {
-    /// Final answers; `pushed` when a commit went out.
-    Done { results: Vec<Result<Landed>>, pushed: bool },
+    /// Final answers, and the commit that went out, if one did.
+    Done { results: Vec<Result<Landed>>, pushed: Option<Oid> },
     /// Nothing to commit on a cached head: check again on a fresh one.
     Refetch,
     /// The push was rejected or failed, for this reason.
     Rejected(String),
 }
 
-/// One round on `head`: plan, commit, push.
-fn try_write(repo: &Repository, config: &WriterConfig, key: &RepoKey, updates: &[Update], head: Try) -> Round {
+/// One round on `head`: plan, commit, push. `history` is kept for the next round when it is
+/// about `head`, and moved on to the pushed commit.
+fn try_write(
+    repo: &Repository,
+    history: &mut Option<History>,
+    config: &WriterConfig,
+    key: &RepoKey,
+    updates: &[Update],
+    head: Try,
+) -> Round {
     let (Try::Cached(base) | Try::Fetched(base)) = head;
-    let failed = |e: Error| Round::Done { results: vec![Err(e); updates.len()], pushed: false };
-    let plan = match Plan::make(repo, base, config.history_depth, updates) {
+    let failed = |e: Error| Round::Done { results: vec![Err(e); updates.len()], pushed: None };
+    // A git daemon's start-up (fork, exec, ref advertisement) overlaps planning and committing.
+    let opening = daemon::handles(&key.url).then(|| daemon::Opening::start(key));
+    let planning = Instant::now();
+    if history.as_ref().is_none_or(|h| h.head() != base) {
+        *history = match History::walk(repo, base, config.history_depth) {
+            Ok(walked) => Some(walked),
+            Err(e) => return failed(e),
+        };
+    }
+    let landed = history.as_ref().map(History::landed).unwrap_or_default();
+    let plan = match Plan::make(repo, base, &landed, updates) {
         Ok(plan) => plan,
         Err(e) => return failed(e),
     };
+    timing::record(timing::GIT_PLAN, planning.elapsed());
     let Some(tree) = plan.tree else {
         // "Unchanged" judged on a stale head could hide a newer remote value: look again.
         return match head {
-            Try::Fetched(_) => Round::Done { results: plan.results(base, base), pushed: false },
+            Try::Fetched(_) => Round::Done { results: plan.results(base, base), pushed: None },
             Try::Cached(_) => Round::Refetch,
         };
     };
+    let committing = Instant::now();
     let commit = match commit(repo, config, base, tree, &plan.committed(updates)) {
         Ok(commit) => commit,
         Err(e) => return failed(e),
     };
-    match push(repo, key, commit) {
+    timing::record(timing::GIT_COMMIT, committing.elapsed());
+    let pushing = Instant::now();
+    let pushed = push(repo, key, Some(base), commit, opening);
+    timing::record(timing::GIT_PUSH, pushing.elapsed());
+    match pushed {
         Ok(()) => {
-            // The pushed commit is the remote head now; the next batch starts from it.
-            if let Err(e) = repo.reference(&tracking_ref(key), commit, true, "slipway: pushed") {
-                tracing::warn!(error = %e.message(), "could not record the pushed head");
+            // The pushed commit is the remote head now, and the next batch starts from it:
+            // `history` moves on to it, and the clone's thread records it as the tracking ref
+            // once the batch is answered (a ref is a file, so off the answer's path).
+            let ids = plan.committed(updates).iter().map(|u| u.promotion_id.clone()).collect();
+            if let Some(history) = history.as_mut() {
+                history.advance(commit, ids, config.history_depth);
             }
-            Round::Done { results: plan.results(base, commit), pushed: true }
+            Round::Done { results: plan.results(base, commit), pushed: Some(commit) }
         }
         Err(reason) => {
             tracing::info!(?head, %reason, "gitops push rejected or failed; refetching");
@@ -193,17 +223,7 @@ pub(super) fn fetch(repo: &Repository, key: &RepoKey) -> Result<Oid> {
 
 /// Promotion id → the newest commit carrying it, among the last `depth` commits from `head`.
 pub(super) fn landed_ids(repo: &Repository, head: Oid, depth: usize) -> Result<HashMap<String, Oid>> {
-    let mut walk = repo.revwalk().map_err(Error::git("revwalk"))?;
-    walk.push(head).map_err(Error::git("revwalk"))?;
-    let mut landed = HashMap::new();
-    for oid in walk.take(depth) {
-        let oid = oid.map_err(Error::git("revwalk"))?;
-        let commit = repo.find_commit(oid).map_err(Error::git("read commit"))?;
-        for id in message::promotion_ids(&String::from_utf8_lossy(commit.message_bytes())) {
-            landed.entry(id.to_owned()).or_insert(oid);
-        }
-    }
-    Ok(landed)
+    Ok(History::walk(repo, head, depth)?.landed())
 }
 
 /// What happens to each update of a batch on one remote head.
@@ -231,8 +251,13 @@ struct FileEdit {
 }
 
 impl Plan {
-    pub(super) fn make(repo: &Repository, head: Oid, depth: usize, updates: &[Update]) -> Result<Plan> {
-        let landed = landed_ids(repo, head, depth)?;
+    /// What `updates` do on `head`, given the promotions that `landed` there already.
+    pub(super) fn make(
+        repo: &Repository,
+        head: Oid,
+        landed: &HashMap<String, Oid>,
+        updates: &[Update],
+    ) -> Result<Plan> {
         let base = repo.find_commit(head).and_then(|c| c.tree()).map_err(Error::git("read tree"))?;
         let mut files: BTreeMap<String, FileEdit> = BTreeMap::new();
         let mut slots = Vec::with_capacity(updates.len());
@@ -329,9 +354,22 @@ pub(super) fn commit(
     repo.commit(None, &signature, &signature, &text, &tree, &[&parent]).map_err(Error::git("commit"))
 }
 
-/// Pushes `commit` to the branch without force. `Err` carries why the push did not land
-/// (rejected as non-fast-forward, or the remote unreachable); both are worth a retry.
-pub(super) fn push(repo: &Repository, key: &RepoKey, commit: Oid) -> Result<(), String> {
+/// Pushes `commit` to the branch, expected at `from` (`None`: a new branch), without force.
+/// `Err` carries why the push did not land (rejected as non-fast-forward, or the remote
+/// unreachable); both are worth a retry. `opening` is a `git://` session already on its way.
+pub(super) fn push(
+    repo: &Repository,
+    key: &RepoKey,
+    from: Option<Oid>,
+    commit: Oid,
+    opening: Option<daemon::Opening>,
+) -> Result<(), String> {
+    if let Some(opening) = opening {
+        return opening.session()?.push(repo, from, commit);
+    }
+    if daemon::handles(&key.url) {
+        return daemon::push(repo, key, from, commit);
+    }
     repo.reference(PUSH_REF, commit, true, "slipway: push").map_err(|e| e.message().to_owned())?;
     let mut remote = repo.remote_anonymous(&key.url).map_err(|e| e.message().to_owned())?;
     let rejected = RefCell::new(None);

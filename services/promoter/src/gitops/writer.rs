@@ -1,6 +1,11 @@
 //! [`GitopsWriter`]: the queue keyed by (repository URL, branch). Each key gets one tokio task
-//! fed by a channel; it gathers what arrives within the batch window into one batch and hands
-//! the batch, with its cached clone, to a blocking thread for the git work.
+//! fed by a channel that commits in groups: an idle worker takes what is queued (often one
+//! update) and hands it at once to the thread that owns its cached clone ([`super::clone`]);
+//! updates that arrive while that fetch/commit/push is in flight queue up and all go into the
+//! next commit. A single promotion so waits for nothing, and a burst still lands in a few
+//! commits, because each commit carries what arrived during the one before it (and, while the
+//! burst keeps arriving, what follows closely behind: see [`gather`]). An optional
+//! [`WriterConfig::max_batch_delay`] holds every batch open longer, for fewer commits.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,16 +21,18 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{Error, Landed, RepoKey, Result, Update, message, repo};
+use super::clone::CloneThread;
+use super::{Error, Landed, RepoKey, Result, Update, message};
 
 /// How the writer batches, retries and signs.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Holds one cached bare clone per repository branch.
     pub work_dir: PathBuf,
-    /// After the first update of a batch arrives, how long to wait for more. Updates that
-    /// queued while the previous batch was being pushed join at once, whatever the window.
-    pub batch_window: Duration,
+    /// Off when zero (the default). Otherwise how long after an update was submitted its
+    /// batch may still wait for more updates to join; updates that queued while the previous
+    /// batch was being pushed join at once either way.
+    pub max_batch_delay: Duration,
     /// The most updates in one commit.
     pub max_batch: usize,
     /// Fetch-edit-commit-push rounds before a batch fails.
@@ -41,12 +48,12 @@ pub struct WriterConfig {
 }
 
 impl WriterConfig {
-    /// Defaults: 100 ms window, 500 updates per commit, 8 attempts from 50 ms, 200 commits of
+    /// Defaults: no batch delay (group commit only), 500 updates per commit, 8 attempts from 50 ms, 200 commits of
     /// history, author `Slipway <slipway@localhost>`.
     pub fn new(work_dir: impl Into<PathBuf>) -> Self {
         WriterConfig {
             work_dir: work_dir.into(),
-            batch_window: Duration::from_millis(100),
+            max_batch_delay: Duration::ZERO,
             max_batch: 500,
             push_attempts: 8,
             backoff: Duration::from_millis(50),
@@ -102,6 +109,8 @@ impl Counters {
 struct Job {
     update: Update,
     reply: oneshot::Sender<Result<Landed>>,
+    /// When it was submitted: bounds its batch delay, and times its wait in the queue.
+    queued: Instant,
 }
 
 /// Writes image updates to GitOps repositories; one serialized worker per repository branch.
@@ -140,7 +149,7 @@ impl GitopsWriter {
     pub fn submit(&self, repo: &RepoKey, update: Update) -> Result<Pending> {
         update.validate()?;
         let (reply, answer) = oneshot::channel();
-        let mut job = Job { update, reply };
+        let mut job = Job { update, reply, queued: Instant::now() };
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         for _ in 0..2 {
             let queue = queues.entry(repo.clone()).or_insert_with(|| self.spawn_worker(repo.clone()));
@@ -196,32 +205,35 @@ impl Future for Pending {
     }
 }
 
-/// One repository branch: batch, write on a blocking thread, answer, repeat.
+/// One repository branch: batch, write on the clone's thread, answer, repeat.
 async fn run_worker(key: RepoKey, shared: (Arc<WriterConfig>, Arc<Counters>), mut jobs: mpsc::UnboundedReceiver<Job>) {
-    let mut clone = None;
+    let mut clone: Option<CloneThread> = None;
+    let mut last_write = Duration::ZERO;
     while let Some(first) = jobs.recv().await {
-        let batch = gather(first, &mut jobs, &shared.0).await;
+        let batch = gather(first, &mut jobs, &shared.0, last_write).await;
         shared.1.batches.fetch_add(1, Ordering::Relaxed);
+        for job in &batch {
+            crate::timing::record(crate::timing::GITOPS_QUEUE, job.queued.elapsed());
+        }
         let updates: Vec<Update> = batch.iter().map(|job| job.update.clone()).collect();
-        let (key, (config, counters)) = (key.clone(), shared.clone());
         let count = updates.len();
         let started = Instant::now();
-        let mut slot = clone.take();
-        let written = tokio::task::spawn_blocking(move || {
-            let results = repo::write_batch(&mut slot, &config, &counters, &key, &updates);
-            (slot, results)
-        })
-        .await;
-        let results = match written {
-            Ok((slot, results)) => {
-                clone = slot;
-                results
-            }
-            Err(e) => {
-                let error = Error::Git { op: "worker", message: e.to_string() };
-                vec![Err(error); count]
-            }
+        let thread = match clone.take() {
+            Some(thread) => Ok(thread),
+            None => CloneThread::spawn(key.clone(), shared.0.clone(), shared.1.clone()),
         };
+        let results = match thread {
+            Ok(thread) => match thread.write(updates).await {
+                Some(results) => {
+                    clone = Some(thread);
+                    results
+                }
+                // The thread is gone (it panicked): the next batch starts a new one.
+                None => vec![Err(Error::Git { op: "worker", message: "the clone's thread ended".into() }); count],
+            },
+            Err(e) => vec![Err(e); count],
+        };
+        last_write = started.elapsed();
         let failed = results.iter().filter(|r| r.is_err()).count();
         tracing::info!(
             updates = count,
@@ -234,21 +246,153 @@ async fn run_worker(key: RepoKey, shared: (Arc<WriterConfig>, Arc<Counters>), mu
             let _ = job.reply.send(result);
         }
     }
+    if let Some(thread) = clone {
+        thread.finish().await;
+    }
 }
 
-/// `first` plus whatever is queued already, plus what arrives within the window.
-async fn gather(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>, config: &WriterConfig) -> Vec<Job> {
-    let deadline = Instant::now() + config.batch_window;
+/// Under load, how soon after the last update the next must arrive for a batch to stay open.
+const BURST_GAP: Duration = Duration::from_millis(5);
+
+/// The next batch: `first` plus whatever queued while the worker was busy, without waiting
+/// (group commit). An idle worker (nothing queued) so never waits, unless a
+/// [`WriterConfig::max_batch_delay`] is set: then the batch stays open for more until `first`
+/// has waited that long.
+///
+/// Under load (updates queued while the last write, which took `last_write`, was in flight)
+/// a burst is most likely still arriving: the batch stays open while updates keep coming, each
+/// within [`BURST_GAP`] of the one before, for at most `last_write`. Otherwise a burst that
+/// arrives slower than the writer commits would take one commit per write time.
+async fn gather(
+    first: Job,
+    jobs: &mut mpsc::UnboundedReceiver<Job>,
+    config: &WriterConfig,
+    last_write: Duration,
+) -> Vec<Job> {
+    let max = config.max_batch.max(1);
+    let deadline = first.queued + config.max_batch_delay;
     let mut batch = vec![first];
-    while batch.len() < config.max_batch.max(1) {
-        if let Ok(job) = jobs.try_recv() {
-            batch.push(job);
-            continue;
+    take_queued(&mut batch, jobs, max);
+    if batch.len() > 1 {
+        let until = Instant::now() + last_write;
+        while batch.len() < max {
+            let next = (Instant::now() + BURST_GAP).min(until);
+            if next <= Instant::now() {
+                break;
+            }
+            match tokio::time::timeout_at(next, jobs.recv()).await {
+                Ok(Some(job)) => {
+                    batch.push(job);
+                    take_queued(&mut batch, jobs, max);
+                }
+                Ok(None) | Err(_) => break,
+            }
         }
+    }
+    if config.max_batch_delay.is_zero() {
+        return batch;
+    }
+    while batch.len() < max {
         match tokio::time::timeout_at(deadline, jobs.recv()).await {
             Ok(Some(job)) => batch.push(job),
             Ok(None) | Err(_) => break,
         }
     }
     batch
+}
+
+/// Moves what is queued into `batch`, up to `max` updates, without waiting.
+fn take_queued(batch: &mut Vec<Job>, jobs: &mut mpsc::UnboundedReceiver<Job>, max: usize) {
+    while batch.len() < max {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt as _;
+
+    use super::*;
+
+    fn job(id: &str) -> (Job, oneshot::Receiver<Result<Landed>>) {
+        let update = Update {
+            promotion_id: id.into(),
+            app: slipway_mesh::names::AppName::parse("app").expect("app"),
+            stage: slipway_mesh::names::EnvName::parse("dev").expect("stage"),
+            source_commit: None,
+            target: super::super::Target::Kustomize { file: "k.yaml".into(), image: "app".into() },
+            change: super::super::ImageChange::default(),
+        };
+        let (reply, answer) = oneshot::channel();
+        (Job { update, reply, queued: Instant::now() }, answer)
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn ids(batch: &[Job]) -> Vec<&str> {
+        batch.iter().map(|j| j.update.promotion_id.as_str()).collect()
+    }
+
+    // `now_or_never` polls once: a gather that waited for a timer or for the channel would
+    // be pending, so these prove "no wait" without measuring time.
+    #[tokio::test]
+    async fn an_idle_writer_takes_a_lone_update_without_waiting() {
+        let (_queue, mut jobs) = mpsc::unbounded_channel();
+        let config = WriterConfig::new("/unused");
+        // However long the last write took: with nothing queued, the writer is idle.
+        let batch = gather(job("one").0, &mut jobs, &config, HOUR).now_or_never().expect("did not wait");
+        assert_eq!(ids(&batch), ["one"]);
+    }
+
+    #[tokio::test]
+    async fn updates_queued_meanwhile_join_the_next_batch_at_once() {
+        let (queue, mut jobs) = mpsc::unbounded_channel();
+        let mut answers = Vec::new();
+        for id in ["b", "c", "d"] {
+            let (job, answer) = job(id);
+            queue.send(job).map_err(|_| "closed").expect("queued");
+            answers.push(answer);
+        }
+        let config = WriterConfig { max_batch: 3, ..WriterConfig::new("/unused") };
+        let batch = gather(job("a").0, &mut jobs, &config, HOUR).now_or_never().expect("full: did not wait");
+        assert_eq!(ids(&batch), ["a", "b", "c"], "up to max_batch, in order");
+        let rest = gather(job("e").0, &mut jobs, &config, Duration::ZERO).now_or_never().expect("did not wait");
+        assert_eq!(ids(&rest), ["e", "d"]);
+    }
+
+    #[tokio::test]
+    async fn a_configured_delay_holds_the_batch_open() {
+        let (queue, mut jobs) = mpsc::unbounded_channel();
+        let config = WriterConfig { max_batch_delay: Duration::from_secs(3600), ..WriterConfig::new("/unused") };
+        let mut gathering = Box::pin(gather(job("a").0, &mut jobs, &config, Duration::ZERO));
+        assert!((&mut gathering).now_or_never().is_none(), "waits for more within the delay");
+        drop(gathering);
+        let (late, _answer) = job("late");
+        queue.send(late).map_err(|_| "closed").expect("queued");
+        drop(queue);
+        // The channel closes after `late`: the batch ends without the delay running out.
+        let batch = gather(job("b").0, &mut jobs, &config, Duration::ZERO).now_or_never().expect("closed channel");
+        assert_eq!(ids(&batch), ["b", "late"]);
+    }
+
+    #[tokio::test]
+    async fn under_load_a_batch_stays_open_while_updates_keep_coming() {
+        let (queue, mut jobs) = mpsc::unbounded_channel();
+        let (queued, _answer) = job("queued");
+        queue.send(queued).map_err(|_| "closed").expect("queued");
+        let config = WriterConfig::new("/unused");
+        let mut gathering = Box::pin(gather(job("a").0, &mut jobs, &config, HOUR));
+        assert!((&mut gathering).now_or_never().is_none(), "an update queued: waits for the rest of the burst");
+        drop(gathering); // with `a` and `queued`
+        for id in ["more", "last"] {
+            queue.send(job(id).0).map_err(|_| "closed").expect("queued");
+        }
+        drop(queue);
+        // The channel closes after them: the batch ends without the wait running out.
+        let batch = gather(job("b").0, &mut jobs, &config, HOUR).now_or_never().expect("closed channel");
+        assert_eq!(ids(&batch), ["b", "more", "last"]);
+    }
 }

@@ -15,7 +15,7 @@ use sqlx::{PgPool, Row};
 pub const IMAGE: &str = "registry.local/acme/writer";
 
 /// The promoter's config for `writer` in `stages` (each a `[[pipeline.stages]]` table as JSON),
-/// with short ack waits, ticks and batch windows for tests.
+/// with short ack waits and ticks for tests.
 pub fn config(nats_url: &str, db: &str, gitops: &str, work: &Path, stages: &[serde_json::Value]) -> Config {
     let stage = |json: &serde_json::Value| -> StageConfig { serde_json::from_value(json.clone()).expect("stage") };
     let pipeline =
@@ -33,7 +33,6 @@ pub fn config(nats_url: &str, db: &str, gitops: &str, work: &Path, stages: &[ser
         ..Config::default()
     };
     config.gitops.work_dir = work.to_owned();
-    config.gitops.batch_window_ms = 20;
     config
 }
 
