@@ -36,6 +36,12 @@ pub struct Args {
     /// The push webhook sent.
     #[arg(long, value_enum, default_value_t = Payload::Github)]
     pub payload: Payload,
+    /// Apps ingest knows (`writer` and `app-00001`...), as a catalog of that size gives it.
+    #[arg(long, default_value_t = 1)]
+    pub apps: usize,
+    /// Apps each push (of the GitHub payload) touches: one file in each.
+    #[arg(long, default_value_t = 1)]
+    pub touch: usize,
 }
 
 /// What the pushes look like.
@@ -52,9 +58,9 @@ pub enum Payload {
 
 impl Payload {
     /// The body sent.
-    pub fn body(self, size: usize) -> anyhow::Result<Vec<u8>> {
+    pub fn body(self, size: usize, touch: usize) -> anyhow::Result<Vec<u8>> {
         match self {
-            Payload::Github => github_push(),
+            Payload::Github => github_push(touch),
             Payload::Commits => Ok(push_body(size)),
         }
     }
@@ -69,15 +75,17 @@ impl Payload {
 
 /// The fixture `push/with-new-branch.payload.json`, sent to `main` with its one commit
 /// changing `apps/writer`, so that it builds like any push touching the app.
-fn github_push() -> anyhow::Result<Vec<u8>> {
+fn github_push(touch: usize) -> anyhow::Result<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/fixtures/github-webhooks/push/with-new-branch.payload.json");
     let text = std::fs::read(&path).with_context(|| format!("reading the push fixture {}", path.display()))?;
     let mut push: serde_json::Value = serde_json::from_slice(&text)?;
     push["ref"] = "refs/heads/main".into();
+    let mut files = vec!["apps/writer/src/main.rs".to_owned()];
+    files.extend((1..touch).map(|n| format!("apps/app-{n:05}/src/main.rs")));
     let touch = |commit: &mut serde_json::Value| {
         commit["added"] = serde_json::json!([]);
-        commit["modified"] = serde_json::json!(["apps/writer/src/main.rs"]);
+        commit["modified"] = serde_json::json!(files);
     };
     push["commits"].as_array_mut().into_iter().flatten().for_each(touch);
     touch(&mut push["head_commit"]);
@@ -104,12 +112,18 @@ pub struct ServerArgs {
     admin: u16,
     #[arg(long)]
     spool: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    apps: usize,
 }
 
 /// The `ingest-server` child: ingest as in production, configured for the benchmark.
 pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
-    let apps: Vec<AppRule> =
-        serde_json::from_value(serde_json::json!([{ "name": "writer", "paths": ["apps/writer/**"] }]))?;
+    let mut rules = vec![serde_json::json!({ "name": "writer", "paths": ["apps/writer/**"] })];
+    rules.extend(
+        (1..args.apps)
+            .map(|n| serde_json::json!({ "name": format!("app-{n:05}"), "paths": [format!("apps/app-{n:05}/**")] })),
+    );
+    let apps: Vec<AppRule> = serde_json::from_value(serde_json::Value::Array(rules))?;
     let config = Config {
         nats: NatsConfig { url: args.nats, ..NatsConfig::default() },
         database: DatabaseConfig {
@@ -350,7 +364,7 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
     let db = shared_database().await?;
     let dir = tempfile::tempdir()?;
     let body = dir.path().join("push.json");
-    std::fs::write(&body, args.payload.body(args.body_bytes)?)?;
+    std::fs::write(&body, args.payload.body(args.body_bytes, args.touch)?)?;
     let (http, admin) = (free_port(), free_port());
     let exe = std::env::current_exe()?;
     let server = ServiceProcess::spawn_with_args(
@@ -367,6 +381,8 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
             &admin.to_string(),
             "--spool",
             &dir.path().join("spool").display().to_string(),
+            "--apps",
+            &args.apps.to_string(),
         ],
         &[],
     )?;
@@ -400,8 +416,10 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Report { ingest, raw, floor, webhook, body_bytes: size, cpu } = measure(&args).await?;
     println!(
-        "\ningest benchmark: signed push webhooks of {size} bytes ({}), {} in flight, loopback, load from {:?}",
+        "\ningest benchmark: signed push webhooks of {size} bytes ({}, touching {} of {} apps), {} in flight, loopback, load from {:?}",
         args.payload.describe(),
+        args.touch,
+        args.apps,
         args.concurrency,
         args.generator
     );

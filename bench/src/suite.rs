@@ -93,6 +93,8 @@ async fn ingest_rows(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         generator: ingest::Generator::Wrk,
         seconds: 5,
         payload: ingest::Payload::Github,
+        apps: 1,
+        touch: 1,
     })
     .await?;
     let f = &r.ingest;
