@@ -173,6 +173,7 @@ pub(crate) fn backoff(base: Duration, attempt: u32, jitter: f64) -> Duration {
 pub(super) fn open(work_dir: &Path, key: &RepoKey) -> Result<Repository> {
     let dir = work_dir.join(cache_dir_name(key));
     if dir.exists() {
+        remove_stale_locks(&dir);
         match Repository::open_bare(&dir) {
             Ok(repo) => return Ok(repo),
             Err(e) => {
@@ -183,6 +184,28 @@ pub(super) fn open(work_dir: &Path, key: &RepoKey) -> Result<Repository> {
     }
     std::fs::create_dir_all(&dir).map_err(|e| io_error("create clone dir", &dir, e))?;
     Repository::init_bare(&dir).map_err(Error::git("init"))
+}
+
+/// Deletes the `*.lock` files a writer killed mid-update left (`refs/remotes/origin/main.lock`
+/// after a kill -9): only this process's one writer for the key writes this clone, so a lock
+/// found before it opens is stale, and would refuse every later ref update for ever.
+fn remove_stale_locks(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && path.file_name().is_some_and(|n| n != "objects") {
+                stack.push(path);
+            } else if !is_dir && path.extension().is_some_and(|e| e == "lock") {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => tracing::warn!(lock = %path.display(), "removed a stale lock of a writer that died"),
+                    Err(e) => tracing::warn!(lock = %path.display(), error = %e, "stale lock not removed"),
+                }
+            }
+        }
+    }
 }
 
 fn io_error(op: &'static str, dir: &Path, e: std::io::Error) -> Error {
@@ -396,6 +419,30 @@ pub(super) fn push(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_left_by_a_killed_writer_is_removed_on_open() {
+        let work = tempfile::tempdir().expect("tmp");
+        let key = RepoKey::new("git://127.0.0.1:9418/gitops.git", "main").expect("key");
+        let repo = open(work.path(), &key).expect("init");
+        let sig = git2::Signature::now("t", "t@example.invalid").expect("signature");
+        let tree = repo.treebuilder(None).expect("tree builder").write().expect("tree");
+        let head = repo.commit(None, &sig, &sig, "seed", &repo.find_tree(tree).expect("tree"), &[]).expect("commit");
+        let tracking = "refs/remotes/origin/main";
+        let lock = work.path().join(cache_dir_name(&key)).join(format!("{tracking}.lock"));
+        std::fs::create_dir_all(lock.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&lock, b"").expect("a stale lock");
+        drop(repo);
+        assert!(
+            Repository::open_bare(work.path().join(cache_dir_name(&key)))
+                .and_then(|r| r.reference(tracking, head, true, "blocked").map(|_| ()))
+                .is_err(),
+            "the lock blocks ref updates"
+        );
+        let repo = open(work.path(), &key).expect("reopen");
+        assert!(!lock.exists());
+        repo.reference(tracking, head, true, "after a crash").expect("ref updates work again");
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
