@@ -41,8 +41,16 @@ pub async fn run(api: &Api, command: Command, print: Print) -> Result<(), Failur
         Command::Catalog { .. } => Err(Failure::Usage("catalog works offline, not through the admin API".into())),
         Command::Spool { .. } => Err(Failure::Usage("spool talks to ingest, not the admin API".into())),
         Command::Delivery { .. } => Err(Failure::Usage("delivery reads NATS, not the admin API".into())),
-        Command::Status { app } => {
-            let r = api.ok(api.client().list_apps(v1::ListAppsRequest { app: app.unwrap_or_default() }).await)?;
+        Command::Status { app, team, stage, state, page_size, page_token } => {
+            let request = v1::ListAppsRequest {
+                app: app.unwrap_or_default(),
+                team: team.unwrap_or_default(),
+                stage: stage.unwrap_or_default(),
+                state: state.unwrap_or_default(),
+                page_size,
+                page_token,
+            };
+            let r = api.ok(api.client().list_apps(request).await)?;
             print.show(&r, || output::status(style, &r))
         }
         Command::Runs { app, limit } => {

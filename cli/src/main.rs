@@ -51,6 +51,21 @@ enum Command {
         /// Only this app.
         #[arg(long)]
         app: Option<String>,
+        /// Only apps of this team (the app catalog's).
+        #[arg(long)]
+        team: Option<String>,
+        /// Only apps whose pipeline has this stage.
+        #[arg(long)]
+        stage: Option<String>,
+        /// Only apps "waiting" for an approval, or "removed" from the catalog.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many apps (server-side paging; 0: all).
+        #[arg(long, default_value_t = 0)]
+        page_size: u32,
+        /// The page after the one that printed this token.
+        #[arg(long, default_value = "")]
+        page_token: String,
     },
     /// Pipeline runs, newest first.
     Runs {

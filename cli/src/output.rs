@@ -116,6 +116,9 @@ pub fn status(style: Style, r: &v1::ListAppsResponse) -> String {
         })
         .collect();
     let mut out = table(style, &header, &rows);
+    if !r.next_page_token.is_empty() {
+        out.push_str(&format!("\n{} of {} apps; next page: --page-token {}", r.apps.len(), r.total, r.next_page_token));
+    }
     for app in &r.apps {
         for s in app.stages.iter().filter(|s| s.approvals_required > 0) {
             let who = if s.allowed_approvers.is_empty() { "-".to_owned() } else { s.allowed_approvers.join(", ") };
@@ -215,6 +218,7 @@ mod tests {
                 },
                 v1::AppStatus { app: "gone".into(), removed: true, ..Default::default() },
             ],
+            ..Default::default()
         };
         let out = status(Style { colour: false }, &r);
         let lines: Vec<&str> = out.lines().collect();

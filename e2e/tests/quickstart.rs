@@ -80,7 +80,11 @@ where
 async fn wait_staging_waiting(services: &Services, api: &mut Client, tag: &str) -> v1::StageStatus {
     let deadline = tokio::time::Instant::now() + DEMO_TIMEOUT;
     loop {
-        let apps = api.list_apps(v1::ListAppsRequest { app: APP.into() }).await.expect("list apps").into_inner();
+        let apps = api
+            .list_apps(v1::ListAppsRequest { app: APP.into(), ..Default::default() })
+            .await
+            .expect("list apps")
+            .into_inner();
         let staging = apps.apps.iter().flat_map(|a| &a.stages).find(|s| s.stage == "staging").cloned();
         // The only build is `tag`'s, so the promotion waiting here is its.
         if let Some(s) = staging.filter(|s| s.approvals_required > 0) {

@@ -94,32 +94,71 @@ impl Promoter {
         self.command(Some(app), command(CommandKind::Release, actor, stage, reason)?).await
     }
 
-    /// Apps (all, or the one named) × stages with what they run, holds and waiting approvals.
-    pub async fn list_apps(&self, app: &str) -> Result<v1::ListAppsResponse> {
-        let in_force = self.apps.get();
-        let stages = in_force.stage_names();
-        let mut apps = Vec::new();
-        for cfg in in_force.apps.iter().filter(|a| app.is_empty() || a.name.as_str() == app) {
-            let mut status = self.app_status(&cfg.name).await?;
-            status.pipeline = in_force.pipeline_name(cfg.name.as_str()).to_owned();
-            apps.push(status);
+    /// Apps (all, or the one named) × stages with what they run, holds and waiting approvals,
+    /// filtered by team, stage and state, a page at a time (only the page's apps are read).
+    pub async fn list_apps(&self, request: &v1::ListAppsRequest) -> Result<v1::ListAppsResponse> {
+        const MAX_PAGE: u32 = 500;
+        if request.page_size > MAX_PAGE {
+            return Err(Error::InvalidArgument(format!("page_size is at most {MAX_PAGE}")));
         }
+        let offset: usize = match request.page_token.as_str() {
+            "" => 0,
+            token => token.parse().map_err(|_| Error::InvalidArgument(format!("page_token {token:?} is not one")))?,
+        };
+        if !["", "waiting", "removed"].contains(&request.state.as_str()) {
+            return Err(Error::InvalidArgument(format!("state {:?} is not \"waiting\" or \"removed\"", request.state)));
+        }
+        let in_force = self.apps.get();
+        let mut names: Vec<(String, bool)> = in_force.apps.iter().map(|a| (a.name.to_string(), false)).collect();
         if in_force.from_catalog {
             // Apps the catalog no longer has: their history stays, shown as removed.
             let known: Vec<String> = sqlx::query_scalar("SELECT DISTINCT app FROM stage_versions ORDER BY app")
                 .fetch_all(&self.pool)
                 .await?;
-            for name in known.iter().filter(|n| in_force.app(n).is_none() && (app.is_empty() || *n == app)) {
-                let Ok(name) = AppName::parse(name) else { continue };
-                let mut status = self.app_status(&name).await?;
-                status.removed = true;
-                apps.push(status);
-            }
+            names.extend(known.into_iter().filter(|n| in_force.app(n).is_none()).map(|n| (n, true)));
         }
-        if !app.is_empty() && apps.is_empty() {
-            return Err(Error::NotFound(format!("app {app}")));
+        let waiting: Vec<String> = if request.state == "waiting" {
+            sqlx::query_scalar(
+                "SELECT DISTINCT app FROM promotions WHERE state = 'pending' AND ($1 = '' OR stage = $1)",
+            )
+            .bind(&request.stage)
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            Vec::new()
+        };
+        names.retain(|(name, removed)| {
+            let pipeline = in_force.pipeline(name);
+            (request.app.is_empty() || *name == request.app)
+                && (request.team.is_empty() || in_force.team(name) == request.team)
+                && (request.stage.is_empty() || pipeline.stage(&request.stage).is_some() || *removed)
+                && match request.state.as_str() {
+                    "waiting" => waiting.contains(name),
+                    "removed" => *removed,
+                    _ => true,
+                }
+        });
+        names.sort();
+        if !request.app.is_empty() && names.is_empty() {
+            return Err(Error::NotFound(format!("app {}", request.app)));
         }
-        Ok(v1::ListAppsResponse { stages, apps })
+        let total = names.len();
+        let size = if request.page_size == 0 { total } else { request.page_size as usize };
+        let mut apps = Vec::new();
+        for (name, removed) in names.iter().skip(offset).take(size) {
+            let Ok(name) = AppName::parse(name) else { continue };
+            let mut status = self.app_status(&name).await?;
+            status.pipeline = in_force.pipeline_name(name.as_str()).to_owned();
+            status.removed = *removed;
+            apps.push(status);
+        }
+        let next = offset.saturating_add(size);
+        Ok(v1::ListAppsResponse {
+            stages: in_force.stage_names(),
+            apps,
+            next_page_token: if next < total { next.to_string() } else { String::new() },
+            total: u32::try_from(total).unwrap_or(u32::MAX),
+        })
     }
 
     async fn app_status(&self, app: &AppName) -> Result<v1::AppStatus> {

@@ -25,6 +25,8 @@ pub struct InForce {
     pipelines: BTreeMap<String, Arc<PipelineConfig>>,
     /// App → the name of its pipeline in the catalog.
     pipeline_names: BTreeMap<String, String>,
+    /// App → the team that owns it in the catalog.
+    teams: BTreeMap<String, String>,
     /// True when the apps come from the catalog (an app in the database but not here is removed).
     pub from_catalog: bool,
     /// The pipeline of an app with none of its own (`[pipeline]`, or an empty one).
@@ -45,6 +47,11 @@ impl InForce {
     /// The catalog name of `app`'s pipeline ("" without a catalog).
     pub fn pipeline_name(&self, app: &str) -> &str {
         self.pipeline_names.get(app).map_or("", String::as_str)
+    }
+
+    /// The catalog team owning `app` ("" when none).
+    pub fn team(&self, app: &str) -> &str {
+        self.teams.get(app).map_or("", String::as_str)
     }
 
     /// Every stage name of every app's pipeline, in pipeline order, each once.
@@ -131,6 +138,9 @@ pub fn convert(catalog: &Catalog, tick_secs: u64) -> InForce {
                     PipelineConfig { stages, admins: catalog.admins.clone(), teams: teams.clone(), tick_secs };
                 in_force.pipelines.insert(app.name.clone(), Arc::new(pipeline));
                 in_force.pipeline_names.insert(app.name.clone(), app.pipeline.clone());
+                if let Some(team) = &app.team {
+                    in_force.teams.insert(app.name.clone(), team.clone());
+                }
                 in_force.apps.push(config);
             }
             Err(e) => {

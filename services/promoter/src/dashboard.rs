@@ -154,8 +154,37 @@ fn live(slot: &Slot) -> Result<&Live, ApiError> {
     slot.get().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the promoter is still starting".into()))
 }
 
-async fn status(State(slot): State<Slot>) -> Result<axum::Json<v1::ListAppsResponse>, ApiError> {
-    Ok(axum::Json(live(&slot)?.promoter.list_apps("").await?))
+/// `/api/status?page_size=&page_token=&app=&team=&stage=&state=`: the admin API's paging and
+/// filters.
+#[derive(Debug, Default, Deserialize)]
+struct StatusParams {
+    #[serde(default)]
+    page_size: u32,
+    #[serde(default)]
+    page_token: String,
+    #[serde(default)]
+    app: String,
+    #[serde(default)]
+    team: String,
+    #[serde(default)]
+    stage: String,
+    #[serde(default)]
+    state: String,
+}
+
+async fn status(
+    State(slot): State<Slot>,
+    Query(p): Query<StatusParams>,
+) -> Result<axum::Json<v1::ListAppsResponse>, ApiError> {
+    let request = v1::ListAppsRequest {
+        app: p.app,
+        page_size: p.page_size,
+        page_token: p.page_token,
+        team: p.team,
+        stage: p.stage,
+        state: p.state,
+    };
+    Ok(axum::Json(live(&slot)?.promoter.list_apps(&request).await?))
 }
 
 async fn approvals(State(slot): State<Slot>) -> Result<Response, ApiError> {

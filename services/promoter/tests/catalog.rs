@@ -37,7 +37,7 @@ fn catalog(gitops: &str) -> slipway_catalog::Catalog {
          apps:\n{}{}{}",
         app("xapp", "fast", ""),
         app("yapp", "strict", ""),
-        app("aapp", "strict", "    owners:\n      staging: { teams: [team-a], mode: replace }\n"),
+        app("aapp", "strict", "    team: team-a\n    owners:\n      staging: { teams: [team-a], mode: replace }\n"),
     );
     let files = BTreeMap::from([("slipway.yaml".to_owned(), yaml)]);
     slipway_catalog::build(&files, "slipway.yaml", &|_| None).expect("valid catalog")
@@ -216,5 +216,35 @@ async fn per_app_pipelines_and_owners_from_the_catalog() {
     h.wait("yapp", "dev", "committed").await;
     let dev = remote_show(&daemon, "acme/gitops", "main", "apps/xapp/dev/kustomization.yaml");
     assert!(dev.contains("newTag: v1"), "a removed app is not promoted: {dev}");
+
+    // Server-side pages and filters.
+    let page = |query: &str| {
+        let url = format!("http://{}/api/status?{query}", h.running.admin);
+        async move {
+            let resp = reqwest::get(&url).await.expect("status");
+            let code = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            let names: Vec<String> = body["apps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["app"].as_str().map(String::from))
+                .collect();
+            (code, names, body)
+        }
+    };
+    let (_, first, body) = page("page_size=1").await;
+    assert_eq!(
+        (first, body["total"].clone(), body["nextPageToken"].clone()),
+        (vec!["aapp".to_owned()], 3.into(), "1".into())
+    );
+    let (_, second, body) = page("page_size=2&page_token=1").await;
+    assert_eq!(second, ["xapp", "yapp"], "{body}");
+    assert!(body.get("nextPageToken").is_none(), "the last page: {body}");
+    assert_eq!(page("state=removed").await.1, ["xapp"]);
+    assert_eq!(page("team=team-a").await.1, ["aapp"]);
+    assert_eq!(page("state=waiting&stage=prod").await.1, ["aapp"], "aapp's prod waits for carol and dave");
+    assert_eq!(page("state=bogus").await.0, 400);
+    assert_eq!(page("page_size=501").await.0, 400);
     h.running.stop().await;
 }

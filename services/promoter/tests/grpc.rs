@@ -54,7 +54,11 @@ fn as_role(channel: &Channel, name: &str) -> Client {
 }
 
 async fn stage_status(api: &mut Client, stage: &str) -> v1::StageStatus {
-    let apps = api.list_apps(v1::ListAppsRequest { app: "writer".into() }).await.expect("list apps").into_inner();
+    let apps = api
+        .list_apps(v1::ListAppsRequest { app: "writer".into(), ..Default::default() })
+        .await
+        .expect("list apps")
+        .into_inner();
     apps.apps[0].stages.iter().find(|s| s.stage == stage).expect("stage").clone()
 }
 
@@ -89,7 +93,8 @@ async fn auth_and_validation(channel: &Channel) {
     let bad_tag =
         v1::PromoteRequest { app: "writer".into(), stage: "dev".into(), tag: "a/b".into(), ..Default::default() };
     assert_eq!(code(as_role(channel, "olga").promote(bad_tag).await), Code::InvalidArgument);
-    let unknown = as_role(channel, "vera").list_apps(v1::ListAppsRequest { app: "nope".into() }).await;
+    let unknown =
+        as_role(channel, "vera").list_apps(v1::ListAppsRequest { app: "nope".into(), ..Default::default() }).await;
     assert_eq!(code(unknown), Code::NotFound);
     let watch = v1::WatchRequest { subjects: vec!["$JS.API.>".into()], ..Default::default() };
     assert_eq!(code(as_role(channel, "vera").watch(watch).await), Code::InvalidArgument);

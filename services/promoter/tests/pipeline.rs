@@ -247,7 +247,8 @@ async fn build_to_prod_with_approvals_then_degraded_prod_rolls_back_and_stays_he
         "/test",
         std::sync::Arc::new(slipway_promoter::deployer::RecordingDeployer::new()),
     );
-    let apps = reader.list_apps("writer").await.expect("list apps");
+    let request = slipway_mesh::v1::ListAppsRequest { app: "writer".into(), ..Default::default() };
+    let apps = reader.list_apps(&request).await.expect("list apps");
     let prod = apps.apps[0].stages.iter().find(|s| s.stage == "prod").expect("prod").clone();
     assert!(prod.held, "{prod:?}");
     assert_eq!(prod.desired.expect("desired").tag, "v1");

@@ -102,7 +102,7 @@ impl Default for Args {
 async fn call(api: &mut Client, rpc: Rpc, a: Args) -> Result<(), Status> {
     let Args { app, stage, tag, id, text, page_token } = a;
     match rpc {
-        Rpc::ListApps => api.list_apps(v1::ListAppsRequest { app }).await.map(drop),
+        Rpc::ListApps => api.list_apps(v1::ListAppsRequest { app, ..Default::default() }).await.map(drop),
         Rpc::ListRuns => api.list_runs(v1::ListRunsRequest { app, limit: 5, page_token }).await.map(drop),
         Rpc::GetRun => api.get_run(v1::GetRunRequest { run_id: id }).await.map(drop),
         Rpc::Watch => api.watch(v1::WatchRequest { app, stage, ..Default::default() }).await.map(drop),

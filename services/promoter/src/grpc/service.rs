@@ -100,7 +100,7 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         async {
             let app = if r.app.is_empty() { String::new() } else { app(&r.app)? };
-            Ok(Response::new(self.promoter.list_apps(&app).await?))
+            Ok(Response::new(self.promoter.list_apps(&v1::ListAppsRequest { app, ..r }).await?))
         }
         .instrument(span)
         .await
