@@ -282,6 +282,13 @@ impl Cx {
         if !is_relative(&app.build.context) || app.build.dockerfile.as_deref().is_some_and(|d| !is_relative(d)) {
             bad(self, "build", "context and dockerfile are relative paths inside the repository, without '..'".into());
         }
+        let arg_name = |n: &str| {
+            n.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        if let Some(name) = app.build.args.keys().find(|n| !arg_name(n)) {
+            bad(self, "build.args", format!("{name:?} is not a build argument name ([A-Za-z_][A-Za-z0-9_]*)"));
+        }
         for tag in &app.build.moving_tags {
             if let Err(e) = ImageTag::parse(tag) {
                 bad(self, "build.moving_tags", e.to_string());

@@ -178,6 +178,16 @@ fn problems_name_file_line_key_and_reason() {
     let found = problems(&[("slipway.yaml", &zone)]);
     assert_eq!(found, ["slipway.yaml:12: pipelines.p.stages[1].freeze[0]: start: \"25:00\" is not HH:MM"]);
 
+    let args = BASE.replace(
+        "    image: reg.example/acme/a\n",
+        "    build: { args: { \"BAD-NAME\": x } }\n    image: reg.example/acme/a\n",
+    );
+    let found = problems(&[("slipway.yaml", &args)]);
+    assert_eq!(
+        found,
+        ["slipway.yaml:15: apps[0].build.args: \"BAD-NAME\" is not a build argument name ([A-Za-z_][A-Za-z0-9_]*)"]
+    );
+
     let broken = problems(&[("slipway.yaml", "apps: [\n")]);
     assert!(broken[0].starts_with("slipway.yaml:2: "), "{broken:?}");
     assert_eq!(problems(&[("other.yaml", "")]), ["slipway.yaml: no such file in the repository (or not UTF-8)"]);

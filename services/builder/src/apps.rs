@@ -63,6 +63,7 @@ pub fn from_catalog(app: &CompiledApp) -> Option<AppConfig> {
         image: app.image.clone(),
         moving_tags,
         branch,
+        build_args: app.build.args.clone(),
     })
 }
 

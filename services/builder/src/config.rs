@@ -61,6 +61,9 @@ pub struct AppConfig {
     /// The branch whose builds get the moving tags.
     #[serde(default = "default_branch")]
     pub branch: String,
+    /// `--build-arg` values (`ARG` in the Dockerfile).
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
 }
 
 fn default_context() -> PathBuf {

@@ -14,7 +14,7 @@ fn catalog(world: &World, apps: &[&str]) -> slipway_catalog::Catalog {
     for app in apps {
         yaml.push_str(&format!(
             "  - name: {app}\n    source: {{ repository: acme/monorepo, url: \"{url}\", paths: [\"apps/{app}/**\"] }}\n    \
-             build: {{ context: apps/{app}, moving_tags: [latest] }}\n    image: {host}/acme/{app}\n    \
+             build: {{ context: apps/{app}, moving_tags: [latest], args: {{ GREETING: hello-{app} }} }}\n    image: {host}/acme/{app}\n    \
              deploy: {{ repository: git://h/d.git, path: \"{{stage}}.yaml\", kind: kustomize }}\n    pipeline: p\n",
             url = world.repo_url,
             host = world.registry.host(),
@@ -30,7 +30,10 @@ async fn apps_come_from_the_catalog_in_force() {
     let sha = world.commit(
         "main",
         &[
-            ("apps/writer/Dockerfile", "FROM scratch\nCOPY hello.txt /hello.txt\n"),
+            (
+                "apps/writer/Dockerfile",
+                "FROM scratch\nARG GREETING\nLABEL greeting=$GREETING\nCOPY hello.txt /hello.txt\n",
+            ),
             ("apps/writer/hello.txt", "writer\n"),
             ("apps/reader/Dockerfile", "FROM scratch\nCOPY hello.txt /hello.txt\n"),
             ("apps/reader/hello.txt", "reader\n"),
@@ -52,6 +55,12 @@ async fn apps_come_from_the_catalog_in_force() {
     let events = wait_events(&js, Duration::from_secs(60), done("b-1-build-writer")).await;
     let ok = &of(&events, "succeeded", "b-1-build-writer")[0].body;
     assert_eq!(ok["tags"], serde_json::json!([sha, "latest"]), "moving tags from the catalog");
+    // The catalog's build args reached the build: the image's config carries the label.
+    let digest = ok["image"]["digest"].as_str().expect("digest");
+    let config = world.manifest(digest).await["config"]["digest"].as_str().expect("config digest").to_owned();
+    let url = format!("{}/v2/acme/writer/blobs/{config}", world.registry.url());
+    let image: serde_json::Value = common::http().get(url).send().await.expect("config").json().await.expect("json");
+    assert_eq!(image["config"]["Labels"]["greeting"], "hello-writer", "{image}");
 
     // A new revision: reader added, writer removed. No restart.
     store.publish("test", "c2", &catalog(&world, &["reader"])).await.expect("publish");

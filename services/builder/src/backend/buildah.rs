@@ -48,6 +48,9 @@ impl Buildah {
         let mut bud = self.command(job);
         bud.args(["bud", "--layers", "--isolation", &self.isolation]);
         bud.arg("--file").arg(&job.dockerfile);
+        for (name, value) in &job.plan.app.build_args {
+            bud.arg("--build-arg").arg(format!("{name}={value}"));
+        }
         for image in &refs {
             bud.arg("--tag").arg(image);
         }

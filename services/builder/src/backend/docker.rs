@@ -27,6 +27,9 @@ impl Docker {
         let mut command = Command::new(&self.program);
         command.args(["buildx", "build", "--push"]);
         command.arg("--file").arg(&job.dockerfile);
+        for (name, value) in &job.plan.app.build_args {
+            command.arg("--build-arg").arg(format!("{name}={value}"));
+        }
         for image in job.plan.image_refs() {
             command.arg("--tag").arg(image);
         }

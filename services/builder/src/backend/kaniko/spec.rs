@@ -85,6 +85,7 @@ pub fn args(plan: &BuildPlan, context: String, registry_tls: bool) -> Vec<String
         args.push(format!("--context-sub-path={sub_path}"));
     }
     args.push(format!("--dockerfile={BUILD_CONTEXT_DIR}/{}", normalized(&plan.app.dockerfile_path())));
+    args.extend(plan.app.build_args.iter().map(|(name, value)| format!("--build-arg={name}={value}")));
     args.extend(plan.image_refs().into_iter().map(|image| format!("--destination={image}")));
     args.push("--digest-file=/dev/termination-log".to_owned());
     if !registry_tls {
@@ -161,6 +162,7 @@ mod tests {
         let app = serde_json::from_value(json!({
             "name": "writer", "repository": repository, "context": "apps/writer",
             "image": "registry.local:5000/acme/writer", "moving_tags": ["latest"],
+            "build_args": { "RUST_VERSION": "1.95" },
         }))
         .expect("app");
         let config = crate::Config { apps: vec![app], ..crate::Config::default() };
@@ -212,6 +214,7 @@ mod tests {
                 format!("--context=git://git.example/acme/monorepo.git#refs/heads/main#{sha}").as_str(),
                 "--context-sub-path=apps/writer",
                 "--dockerfile=/kaniko/buildcontext/apps/writer/Dockerfile",
+                "--build-arg=RUST_VERSION=1.95",
                 &format!("--destination=registry.local:5000/acme/writer:{sha}"),
                 "--destination=registry.local:5000/acme/writer:latest",
                 "--digest-file=/dev/termination-log",
