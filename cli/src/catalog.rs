@@ -86,12 +86,7 @@ fn compile(file: &Path, sources: &BTreeMap<String, Vec<String>>) -> Result<Resul
 }
 
 async fn store(url: &str) -> Result<CatalogStore, Failure> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(std::time::Duration::from_secs(3))
-        .connect(url)
-        .await
-        .map_err(|e| Failure::Unreachable(format!("cannot reach NATS at {url}: {e}")))?;
-    let js = async_nats::jetstream::new(client);
+    let js = crate::client::jetstream(url).await?;
     if js.get_key_value(slipway_runtime::catalog::BUCKET).await.is_err() {
         return Err(Failure::Api("no catalog has been published yet".into()));
     }

@@ -158,3 +158,14 @@ fn label(code: Code) -> &'static str {
         _ => "error",
     }
 }
+
+/// JetStream on the NATS server at `url`, for the commands that read NATS directly (`logs`,
+/// `delivery`, `catalog show|history`); unreachable within 3 s is [`Failure::Unreachable`].
+pub async fn jetstream(url: &str) -> Result<async_nats::jetstream::Context, Failure> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .map_err(|e| Failure::Unreachable(format!("cannot reach NATS at {url}: {e}")))?;
+    Ok(async_nats::jetstream::new(client))
+}

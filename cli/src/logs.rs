@@ -6,23 +6,16 @@
 //! The key format is [`slipway_mesh::build_log`], the one the builder writes with;
 //! `tests/logs.rs` reads what the builder writes.
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use futures::StreamExt as _;
 use slipway_mesh::build_log::{self, BUCKET, End};
-use std::time::Duration;
 
 use crate::client::Failure;
 use crate::commands::Print;
 
 /// Prints the log of `build_id` from the NATS server at `url`.
 pub async fn run(url: &str, build_id: &str, follow: bool, print: Print) -> Result<(), Failure> {
-    let unreachable = |e: &dyn std::fmt::Display| Failure::Unreachable(format!("cannot reach NATS at {url}: {e}"));
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(3))
-        .connect(url)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let js = jetstream::new(client);
+    let js = crate::client::jetstream(url).await?;
     let no_log = || Failure::Api(format!("no log for build {build_id}"));
     let kv = match js.get_key_value(BUCKET).await {
         Ok(kv) => kv,

@@ -8,7 +8,6 @@
 use serde::{Deserialize, Serialize};
 use slipway_mesh::bounds::ORIGINALS_BUCKET;
 use std::io::Write as _;
-use std::time::Duration;
 use tokio::io::AsyncReadExt as _;
 
 use crate::client::Failure;
@@ -96,13 +95,7 @@ fn table(listing: &Listing) -> String {
 
 /// Writes the whole body of delivery `id` (from NATS at `url`) to `output`, or stdout.
 pub async fn original(url: &str, id: &str, output: Option<&std::path::Path>) -> Result<(), Failure> {
-    let unreachable = |e: &dyn std::fmt::Display| Failure::Unreachable(format!("cannot reach NATS at {url}: {e}"));
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(3))
-        .connect(url)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let js = async_nats::jetstream::new(client);
+    let js = crate::client::jetstream(url).await?;
     let missing = || Failure::Api(format!("no original kept for delivery {id}"));
     let store = js.get_object_store(ORIGINALS_BUCKET).await.map_err(|_| missing())?;
     let mut object = store.get(id).await.map_err(|_| missing())?;
