@@ -183,6 +183,12 @@ fn revision_of(entry: &kv::Entry) -> Result<Revision> {
     Ok(revision)
 }
 
+/// The digest `catalog` is stored under: equal digests are equal catalogs (its maps are
+/// ordered, so its JSON is canonical).
+pub fn digest_of(catalog: &Catalog) -> Result<String> {
+    Ok(digest(&serde_json::to_vec(catalog)?))
+}
+
 fn digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))

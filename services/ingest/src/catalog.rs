@@ -85,7 +85,7 @@ impl CatalogConfig {
 /// The apps ingest matches pushes against: fixed (`[[apps]]`) or the catalog in force.
 pub enum Apps {
     Fixed(Arc<AppMatcher>),
-    Live { live: Live, cache: Mutex<(u64, Arc<AppMatcher>)> },
+    Live { live: Live, cache: Mutex<Option<(u64, Arc<AppMatcher>)>> },
 }
 
 impl Apps {
@@ -112,11 +112,14 @@ impl Apps {
                 let in_force = live.get();
                 let sequence = in_force.revision.as_ref().map_or(0, |r| r.sequence);
                 let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-                if cache.0 != sequence || sequence == 0 {
-                    cache.1 = Arc::new(matcher_of(&in_force.catalog, sequence));
-                    cache.0 = sequence;
+                match cache.as_ref() {
+                    Some((seen, matcher)) if *seen == sequence => matcher.clone(),
+                    _ => {
+                        let matcher = Arc::new(matcher_of(&in_force.catalog, sequence));
+                        *cache = Some((sequence, matcher.clone()));
+                        matcher
+                    }
                 }
-                cache.1.clone()
             }
         }
     }
@@ -208,11 +211,11 @@ impl Reloader {
         let github_repository = self.config.github_repository.as_ref().map(|r| r.to_string()).unwrap_or_default();
         let outcome = match result {
             Ok(catalog) => {
-                let digest_same = match &in_force {
-                    Some(rev) => rev.commit == commit && self.store.load(rev).await.is_ok_and(|c| c == catalog),
-                    None => false,
-                };
-                if digest_same {
+                // Compared by digest: the revision in force is not downloaded (16 MB at 10,000
+                // apps) on every recheck.
+                let digest = slipway_runtime::catalog::digest_of(&catalog).map_err(|e| e.to_string())?;
+                let unchanged = in_force.as_ref().is_some_and(|rev| rev.commit == commit && rev.digest == digest);
+                if unchanged {
                     Reloaded::Unchanged
                 } else {
                     let revision = self

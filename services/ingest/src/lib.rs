@@ -101,10 +101,7 @@ pub async fn serve(
         }
         tokio::spawn(reloader.clone().keep_current(shutdown.child_token()));
         let (live, _watch) = slipway_runtime::catalog::Live::watch(store, shutdown.child_token()).await?;
-        (
-            catalog::Apps::Live { live, cache: std::sync::Mutex::new((0, Arc::new(apps::AppMatcher::empty()))) },
-            Some(reloader),
-        )
+        (catalog::Apps::Live { live, cache: std::sync::Mutex::default() }, Some(reloader))
     } else {
         (catalog::Apps::Fixed(Arc::new(matcher)), None)
     };

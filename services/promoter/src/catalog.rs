@@ -67,6 +67,9 @@ impl InForce {
     }
 }
 
+/// The conversion of the revision (KV sequence) last seen.
+type Converted = Option<(u64, Arc<InForce>)>;
+
 /// Where the apps in force come from.
 #[derive(Clone)]
 pub enum Apps {
@@ -74,7 +77,7 @@ pub enum Apps {
     Config(Arc<InForce>),
     /// The catalog in force (and the bucket to catch up from); its conversion is cached per
     /// revision.
-    Catalog { live: Live, store: Box<CatalogStore>, tick_secs: u64, cache: Arc<Mutex<(u64, Arc<InForce>)>> },
+    Catalog { live: Live, store: Box<CatalogStore>, tick_secs: u64, cache: Arc<Mutex<Converted>> },
 }
 
 impl std::fmt::Debug for Apps {
@@ -116,10 +119,14 @@ impl Apps {
                 let current = live.get();
                 let sequence = current.revision.as_ref().map_or(0, |r| r.sequence);
                 let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-                if cache.0 != sequence || cache.1.apps.is_empty() {
-                    *cache = (sequence, Arc::new(convert(&current.catalog, *tick_secs)));
+                match cache.as_ref() {
+                    Some((seen, in_force)) if *seen == sequence => in_force.clone(),
+                    _ => {
+                        let in_force = Arc::new(convert(&current.catalog, *tick_secs));
+                        *cache = Some((sequence, in_force.clone()));
+                        in_force
+                    }
                 }
-                cache.1.clone()
             }
         }
     }
