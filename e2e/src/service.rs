@@ -84,6 +84,20 @@ pub struct Services {
 }
 
 impl Services {
+    /// Polls `done` every 200 ms until it holds; panics after `timeout` with what was awaited
+    /// and the services' output.
+    pub async fn wait_until<F, Fut>(&self, what: &str, timeout: std::time::Duration, done: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done().await {
+            assert!(tokio::time::Instant::now() < deadline, "no {what} after {timeout:?}\n{}", self.tails(40));
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// Each service's last `lines` lines of output, for a failure message.
     pub fn tails(&self, lines: usize) -> String {
         [&self.ingest, &self.builder, &self.promoter, &self.notifier]

@@ -70,18 +70,6 @@ async fn deliver(demo: &Demo, services: &Services, repository: &str, before: &st
     assert!(matches!(status, Ok(200..=299)), "ingest refused the webhook: {status:?}\n{}", services.tails(30));
 }
 
-async fn wait<F, Fut>(services: &Services, what: &str, done: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !done().await {
-        assert!(tokio::time::Instant::now() < deadline, "no {what} after {TIMEOUT:?}\n{}", services.tails(40));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The overlays of a new app in the GitOps repository, as the demo's hello has them.
 fn overlays(tree: &Path, demo: &Demo, app: &str) {
     for stage in ["dev", "staging", "prod"] {
@@ -121,7 +109,7 @@ async fn the_catalog_is_live_in_every_service() {
     let (before, sha) =
         push_change(&app_bare, "feat(extra): start", |tree| write(tree, "libs/extra/lib.txt", "extra\n"));
     deliver(&demo, &services, "demo/hello", &before, &sha, &["libs/extra/lib.txt"]).await;
-    wait(&services, "extra's dev commit", || async { demo.overlay_tag_of("extra", "dev") == sha }).await;
+    services.wait_until("extra's dev commit", TIMEOUT, || async { demo.overlay_tag_of("extra", "dev") == sha }).await;
 
     // 2. apps/new/Dockerfile under the generator: `new` builds on that very push.
     let (before, after) = push_change(&gitops_bare, "gitops: overlays of new", |tree| overlays(tree, &demo, "new"));
@@ -132,8 +120,8 @@ async fn the_catalog_is_live_in_every_service() {
     });
     deliver(&demo, &services, "demo/hello", &before, &sha, &["apps/new/Dockerfile", "apps/new/hello.txt"]).await;
     let pushed = || async { inspect::registry_tags(&demo.registry.url(), "demo/new").await.contains(&sha) };
-    wait(&services, "new's image", pushed).await;
-    wait(&services, "new's dev commit", || async { demo.overlay_tag_of("new", "dev") == sha }).await;
+    services.wait_until("new's image", TIMEOUT, pushed).await;
+    services.wait_until("new's dev commit", TIMEOUT, || async { demo.overlay_tag_of("new", "dev") == sha }).await;
 
     // 3. A broken catalog: refused with file:line, a failing status; hello still builds.
     let (before, broken) = push_change(&gitops_bare, "catalog: typo", |tree| {
@@ -145,7 +133,7 @@ async fn the_catalog_is_live_in_every_service() {
         let seen = statuses.lock().unwrap_or_else(PoisonError::into_inner);
         seen.iter().any(|(path, body)| path.ends_with(&broken) && body["state"] == "failure")
     };
-    wait(&services, "a failing slipway/catalog status", failing).await;
+    services.wait_until("a failing slipway/catalog status", TIMEOUT, failing).await;
     let (path, status) = {
         let seen = statuses.lock().unwrap_or_else(PoisonError::into_inner);
         seen.iter().find(|(path, body)| path.ends_with(&broken) && body["state"] == "failure").cloned().expect("status")
@@ -160,7 +148,10 @@ async fn the_catalog_is_live_in_every_service() {
     let (before, sha) =
         push_change(&app_bare, "feat(hello): again", |tree| write(tree, "apps/hello/hello.txt", "again\n"));
     deliver(&demo, &services, "demo/hello", &before, &sha, &["apps/hello/hello.txt"]).await;
-    wait(&services, "hello's dev commit under the previous revision", || async { demo.overlay_tag("dev") == sha })
+    services
+        .wait_until("hello's dev commit under the previous revision", TIMEOUT, || async {
+            demo.overlay_tag("dev") == sha
+        })
         .await;
     services.stop().await;
 }

@@ -34,8 +34,8 @@ async fn the_quickstart_flow_from_a_push_to_an_approved_staging_commit() {
 
     let sha = demo.app_sha.clone();
     let image_pushed = || async { inspect::registry_tags(&demo.registry.url(), "demo/hello").await.contains(&sha) };
-    wait(&services, "the image in the registry", image_pushed).await;
-    wait(&services, "the dev commit", || async { demo.overlay_tag("dev") == sha }).await;
+    services.wait_until("the image in the registry", DEMO_TIMEOUT, image_pushed).await;
+    services.wait_until("the dev commit", DEMO_TIMEOUT, || async { demo.overlay_tag("dev") == sha }).await;
 
     // Dev is healthy once committed, so staging opens at once and waits for "demo".
     let channel = connect(&demo.admin_api).await;
@@ -49,7 +49,7 @@ async fn the_quickstart_flow_from_a_push_to_an_approved_staging_commit() {
     let request = v1::ApproveRequest { app: APP.into(), stage: "staging".into(), ..Default::default() };
     let approved = api.approve(request).await.expect("approve").into_inner();
     assert_eq!(approved.granted, 1, "{approved:?}");
-    wait(&services, "the staging commit", || async { demo.overlay_tag("staging") == sha }).await;
+    services.wait_until("the staging commit", DEMO_TIMEOUT, || async { demo.overlay_tag("staging") == sha }).await;
     assert_eq!(demo.overlay_tag("prod"), "v0", "prod needs its own approval");
 
     // Dev and staging each got one commit for the build, carrying its source commit.
@@ -61,19 +61,6 @@ async fn the_quickstart_flow_from_a_push_to_an_approved_staging_commit() {
         assert!(promoted[0].subject.contains(&format!("to {stage}")), "{promoted:?}");
     }
     services.stop().await;
-}
-
-/// Polls `done` until it holds; panics with the services' output after [`DEMO_TIMEOUT`].
-async fn wait<F, Fut>(services: &Services, what: &str, done: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEMO_TIMEOUT;
-    while !done().await {
-        assert!(tokio::time::Instant::now() < deadline, "no {what} after {DEMO_TIMEOUT:?}\n{}", services.tails(40));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The staging status once a promotion of `tag` waits there for approvals.
