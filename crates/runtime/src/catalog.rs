@@ -69,27 +69,17 @@ impl std::fmt::Debug for CatalogStore {
 impl CatalogStore {
     /// Binds to the bucket and object store, creating them if missing.
     pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self> {
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => {
-                // The stream `create_key_value` would make, made directly: `create_key_value`
-                // reads the account info first, whose nats-server 2.9 reply async-nats cannot parse.
-                let config = jetstream::stream::Config {
-                    name: format!("KV_{BUCKET}"),
-                    description: Some("slipway: the app catalog revision in force, and its history".into()),
-                    subjects: vec![format!("$KV.{BUCKET}.>")],
-                    max_messages_per_subject: HISTORY,
-                    allow_rollup: true,
-                    deny_delete: true,
-                    allow_direct: true,
-                    discard: jetstream::stream::DiscardPolicy::New,
-                    num_replicas: replicas,
-                    ..Default::default()
-                };
-                js.get_or_create_stream(config).await.map_err(|e| nats("catalog bucket")(e.to_string()))?;
-                js.get_key_value(BUCKET).await.map_err(|e| nats("catalog bucket")(e.to_string()))?
-            }
-        };
+        let kv = crate::jetstream::key_value(
+            js,
+            crate::jetstream::KeyValue {
+                bucket: BUCKET,
+                description: "slipway: the app catalog revision in force, and its history",
+                history: HISTORY,
+                max_age: std::time::Duration::ZERO,
+                replicas,
+            },
+        )
+        .await?;
         let objects = match js.get_object_store(OBJECTS).await {
             Ok(store) => store,
             Err(_) => {

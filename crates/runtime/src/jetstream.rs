@@ -66,6 +66,43 @@ pub async fn ensure_stream(js: &jetstream::Context, cfg: &NatsConfig) -> Result<
     Ok(stream)
 }
 
+/// What a key-value bucket keeps.
+#[derive(Debug, Clone)]
+pub struct KeyValue<'a> {
+    pub bucket: &'a str,
+    pub description: &'a str,
+    /// Values kept per key (NATS allows 64 at most).
+    pub history: i64,
+    /// How long values are kept; zero keeps them.
+    pub max_age: Duration,
+    pub replicas: usize,
+}
+
+/// Binds to a key-value bucket, creating it if missing. The stream `create_key_value` would
+/// make is made directly: `create_key_value` first reads the account info, whose reply from
+/// nats-server 2.9 async-nats 0.51 cannot parse.
+pub async fn key_value(js: &jetstream::Context, kv: KeyValue<'_>) -> Result<jetstream::kv::Store> {
+    if let Ok(store) = js.get_key_value(kv.bucket).await {
+        return Ok(store);
+    }
+    let config = stream::Config {
+        name: format!("KV_{}", kv.bucket),
+        description: Some(kv.description.to_owned()),
+        subjects: vec![format!("$KV.{}.>", kv.bucket)],
+        max_messages_per_subject: kv.history,
+        max_age: kv.max_age,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: kv.replicas,
+        ..Default::default()
+    };
+    let context = format!("key-value bucket {}", kv.bucket);
+    js.get_or_create_stream(config).await.map_err(|e| nats_err(&context, e))?;
+    js.get_key_value(kv.bucket).await.map_err(|e| nats_err(&context, e))
+}
+
 /// What JetStream answered for one publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {

@@ -45,26 +45,14 @@ pub enum Item {
 
 /// Creates the bucket (or binds to it), keeping chunks for `max_age`.
 pub async fn open(js: &jetstream::Context, max_age: Duration) -> Result<kv::Store, Error> {
-    if let Ok(store) = js.get_key_value(BUCKET).await {
-        return Ok(store);
-    }
-    // The stream `create_key_value` would make, made directly: `create_key_value` first reads
-    // the account info, whose reply from nats-server 2.9 async-nats 0.51 cannot parse.
-    let config = jetstream::stream::Config {
-        name: format!("KV_{BUCKET}"),
-        description: Some("slipway build log lines, while builds run".to_owned()),
-        subjects: vec![format!("$KV.{BUCKET}.>")],
-        max_messages_per_subject: 1,
+    let bucket = slipway_runtime::jetstream::KeyValue {
+        bucket: BUCKET,
+        description: "slipway build log lines, while builds run",
+        history: 1,
         max_age,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: jetstream::stream::DiscardPolicy::New,
-        num_replicas: 1,
-        ..Default::default()
+        replicas: 1,
     };
-    js.get_or_create_stream(config).await.map_err(|e| Error::Bucket(e.to_string()))?;
-    js.get_key_value(BUCKET).await.map_err(|e| Error::Bucket(e.to_string()))
+    slipway_runtime::jetstream::key_value(js, bucket).await.map_err(|e| Error::Bucket(e.to_string()))
 }
 
 /// Writes the lines of one build attempt to the bucket as they come.
