@@ -80,18 +80,13 @@ impl CatalogStore {
             },
         )
         .await?;
-        let objects = match js.get_object_store(OBJECTS).await {
-            Ok(store) => store,
-            Err(_) => {
-                let config = object_store::Config {
-                    bucket: OBJECTS.to_owned(),
-                    description: Some("slipway: compiled app catalogs by digest".to_owned()),
-                    num_replicas: replicas,
-                    ..Default::default()
-                };
-                js.create_object_store(config).await.map_err(|e| nats("catalog objects")(e.to_string()))?
-            }
+        let config = object_store::Config {
+            bucket: OBJECTS.to_owned(),
+            description: Some("slipway: compiled app catalogs by digest".to_owned()),
+            num_replicas: replicas,
+            ..Default::default()
         };
+        let objects = crate::jetstream::object_store(js, config).await?;
         Ok(Self { kv, objects })
     }
 

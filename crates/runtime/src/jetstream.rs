@@ -103,6 +103,18 @@ pub async fn key_value(js: &jetstream::Context, kv: KeyValue<'_>) -> Result<jets
     js.get_key_value(kv.bucket).await.map_err(|e| nats_err(&context, e))
 }
 
+/// Binds to the object store `config.bucket`, creating it with `config` if missing.
+pub async fn object_store(
+    js: &jetstream::Context,
+    config: jetstream::object_store::Config,
+) -> Result<jetstream::object_store::ObjectStore> {
+    if let Ok(store) = js.get_object_store(&config.bucket).await {
+        return Ok(store);
+    }
+    let context = format!("object store {}", config.bucket);
+    js.create_object_store(config).await.map_err(|e| nats_err(&context, e))
+}
+
 /// What JetStream answered for one publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {

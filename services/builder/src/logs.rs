@@ -136,10 +136,7 @@ impl LogStore {
             max_age,
             ..Default::default()
         };
-        let store = match js.get_object_store(bucket).await {
-            Ok(store) => store,
-            Err(_) => js.create_object_store(config).await.map_err(|e| format!("object store {bucket}: {e}"))?,
-        };
+        let store = slipway_runtime::jetstream::object_store(js, config).await.map_err(|e| e.to_string())?;
         let lines = match lines::open(js, max_age.min(lines::MAX_AGE)).await {
             Ok(kv) => Some(kv),
             Err(e) => {

@@ -47,20 +47,15 @@ impl std::fmt::Debug for Originals {
 impl Originals {
     /// Binds to the bucket, creating it with objects kept for `retention`.
     pub async fn open(js: &jetstream::Context, retention: Duration, replicas: usize) -> Result<Self, String> {
-        let store = match js.get_object_store(ORIGINALS_BUCKET).await {
-            Ok(store) => store,
-            Err(_) => {
-                let config = object_store::Config {
-                    bucket: ORIGINALS_BUCKET.to_owned(),
-                    description: Some("slipway: whole webhook bodies by delivery id".to_owned()),
-                    max_age: retention,
-                    storage: jetstream::stream::StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                };
-                js.create_object_store(config).await.map_err(|e| format!("object store {ORIGINALS_BUCKET}: {e}"))?
-            }
+        let config = object_store::Config {
+            bucket: ORIGINALS_BUCKET.to_owned(),
+            description: Some("slipway: whole webhook bodies by delivery id".to_owned()),
+            max_age: retention,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
         };
+        let store = slipway_runtime::jetstream::object_store(js, config).await.map_err(|e| e.to_string())?;
         Ok(Self { store })
     }
 
