@@ -200,8 +200,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ms(max),
         lives.len()
     );
+    drop(watchers);
+    drop(store);
+
+    // The promoter on a catalog of the same size: every app completing a build at once, its
+    // memory, and pages of the status.
     println!(
-        "not measured here yet: ingest webhooks/s with this catalog, 10,000 completions, promoter RSS, status pages"
+        "\nnext: the promoter on a catalog of {} apps (slipway-bench promotion --catalog --apps {} --singles 20)",
+        args.apps, args.apps
+    );
+    let promotion =
+        crate::promotion::Args { apps: args.apps, singles: 20, script_runs: 3, catalog: true, cluster: false };
+    let r = crate::promotion::measure(&promotion).await?;
+    println!(
+        "{} simultaneous completions: all landed in {:.1} s, {} commits; single promotion p50 {:.0} ms",
+        args.apps,
+        r.burst,
+        r.burst_commits,
+        r.p50 * 1e3
+    );
+    crate::promotion::print_catalog_figures(&r, args.apps);
+    println!(
+        "ingest webhooks/s with this catalog: slipway-bench ingest --apps {} --touch 1 (and --touch 100)",
+        args.apps
     );
     Ok(())
 }

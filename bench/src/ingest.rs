@@ -9,7 +9,7 @@ use futures::StreamExt as _;
 use slipway_ingest::config::{GithubConfig, SpoolConfig};
 use slipway_ingest::{Config, apps::AppRule, signature};
 use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret, TelemetryConfig};
-use slipway_testkit::{NatsServer, ServiceProcess, free_port, shared_database};
+use slipway_testkit::{ServiceProcess, free_port, shared_database};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,9 @@ pub struct Args {
     /// Apps each push (of the GitHub payload) touches: one file in each.
     #[arg(long, default_value_t = 1)]
     pub touch: usize,
+    /// Run on a three-node NATS cluster, the stream at three replicas.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// What the pushes look like.
@@ -114,6 +117,9 @@ pub struct ServerArgs {
     spool: PathBuf,
     #[arg(long, default_value_t = 1)]
     apps: usize,
+    /// `nats.stream_replicas`.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
 }
 
 /// The `ingest-server` child: ingest as in production, configured for the benchmark.
@@ -125,7 +131,7 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     );
     let apps: Vec<AppRule> = serde_json::from_value(serde_json::Value::Array(rules))?;
     let config = Config {
-        nats: NatsConfig { url: args.nats, ..NatsConfig::default() },
+        nats: NatsConfig { url: args.nats, stream_replicas: args.replicas, ..NatsConfig::default() },
         database: DatabaseConfig {
             url: Some(Secret::new(args.db)),
             max_connections: 32,
@@ -238,7 +244,7 @@ async fn drive(args: &Args, url: &str, body: &Path, run_id: &str, warm_up: bool)
 /// Acked JetStream publishes of `size`-byte messages, `window` in flight, unique msg ids, for
 /// `seconds` (as long as the ingest run, so both see the same phase of the machine).
 async fn raw_jetstream(url: &str, seconds: f64, window: usize, size: usize) -> anyhow::Result<f64> {
-    let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+    let js = async_nats::jetstream::new(slipway_testkit::connect_nats(url).await?);
     let payload = bytes::Bytes::from(vec![b'x'; size]);
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
@@ -259,6 +265,11 @@ async fn raw_jetstream(url: &str, seconds: f64, window: usize, size: usize) -> a
         bail!("{failures} raw publishes failed");
     }
     Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// CPU time of every nats-server of `nats`.
+fn nats_cpu(nats: &slipway_testkit::Nats) -> f64 {
+    nats.pids().into_iter().map(|pid| cpu_seconds(Some(pid))).sum()
 }
 
 /// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
@@ -360,7 +371,7 @@ pub struct Report {
 
 /// The orchestrator: servers, ingest child, load child, raw rate, comparison.
 pub async fn measure(args: &Args) -> anyhow::Result<Report> {
-    let nats = NatsServer::start().await?;
+    let nats = slipway_testkit::Nats::start(args.cluster).await?;
     let db = shared_database().await?;
     let dir = tempfile::tempdir()?;
     let body = dir.path().join("push.json");
@@ -383,20 +394,22 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
             &dir.path().join("spool").display().to_string(),
             "--apps",
             &args.apps.to_string(),
+            "--replicas",
+            &nats.replicas().to_string(),
         ],
         &[],
     )?;
     server.wait_http_ok(&format!("http://127.0.0.1:{admin}/readyz"), Duration::from_secs(30)).await?;
     let url = format!("http://127.0.0.1:{http}/webhooks/github");
     drive(args, &url, &body, "warm", true).await?;
-    let before = (cpu_seconds(server.pid()), cpu_seconds(nats.pid()), machine_busy_seconds());
+    let before = (cpu_seconds(server.pid()), nats_cpu(&nats), machine_busy_seconds());
     let ingest = drive(args, &url, &body, "run", false).await?;
-    let after = (cpu_seconds(server.pid()), cpu_seconds(nats.pid()), machine_busy_seconds());
+    let after = (cpu_seconds(server.pid()), nats_cpu(&nats), machine_busy_seconds());
     let per_webhook = |spent: f64| spent * 1e6 / ingest.requests.max(1) as f64;
     drop(server);
-    let before_raw = (cpu_seconds(nats.pid()), cpu_seconds(Some(std::process::id())));
+    let before_raw = (nats_cpu(&nats), cpu_seconds(Some(std::process::id())));
     let raw = raw_jetstream(&nats.url(), ingest.seconds, args.concurrency, args.body_bytes).await?;
-    let after_raw = (cpu_seconds(nats.pid()), cpu_seconds(Some(std::process::id())));
+    let after_raw = (nats_cpu(&nats), cpu_seconds(Some(std::process::id())));
     let raw_count = raw * ingest.seconds;
     let per_raw = |spent: f64| spent * 1e6 / raw_count.max(1.0);
     let (floor, floor_us) = http_floor(args, &body).await?;
@@ -416,12 +429,13 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Report { ingest, raw, floor, webhook, body_bytes: size, cpu } = measure(&args).await?;
     println!(
-        "\ningest benchmark: signed push webhooks of {size} bytes ({}, touching {} of {} apps), {} in flight, loopback, load from {:?}",
+        "\ningest benchmark: signed push webhooks of {size} bytes ({}, touching {} of {} apps), {} in flight, loopback, load from {:?}, {}",
         args.payload.describe(),
         args.touch,
         args.apps,
         args.concurrency,
-        args.generator
+        args.generator,
+        crate::describe_nats(args.cluster)
     );
     println!("{:<34} {:>8} {:>7} {:>10} {:>9} {:>9}", "system", "requests", "errors", "per sec", "p50 ms", "p99 ms");
     row("slipway ingest (JetStream file)", &ingest);

@@ -6,6 +6,7 @@
 //! cargo run --release -p slipway-bench -- ingest [--concurrency 32] [--generator wrk|builtin] [--seconds 5]
 //! cargo run --release -p slipway-bench -- promotion [--apps 1000] [--singles 100]
 //! cargo run --release -p slipway-bench -- catalog [--apps 10000] [--pushes 5]
+//! cargo run --release -p slipway-bench -- dashboard [--apps 10000] [--runs 5]
 //! ```
 //! The same binary plays the other roles (`ingest-server`, `load`, `watch-load`) as child
 //! processes, so the load generator never shares a process (or an allocator, or a runtime)
@@ -26,6 +27,7 @@
 //! benchmarks; one table of figure, value, target, met. (MB = 10^6 bytes.)
 
 mod catalog;
+mod dashboard;
 mod ingest;
 mod load;
 mod promotion;
@@ -45,6 +47,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The dashboard at 10,000 apps × 3 stages: first paint next to the unpaged matrix.
+    Dashboard(dashboard::Args),
     /// The app catalog at 10,000 apps: compile time, publish, webhook → every watcher live.
     Catalog(catalog::Args),
     /// Signed 8 KB push webhooks into ingest (JetStream file storage), next to the raw
@@ -78,6 +82,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Catalog(args) => catalog::run(args).await,
+            Command::Dashboard(args) => dashboard::run(args).await,
             Command::Ingest(args) => ingest::run(args).await,
             Command::IngestServer(args) => ingest::serve(args).await,
             Command::Load(args) => load::run(args).await,
@@ -89,4 +94,9 @@ fn main() -> anyhow::Result<()> {
             Command::WatchLoad(args) => watch::load(args).await,
         }
     })
+}
+
+/// What a benchmark's figures ran on, for its heading.
+fn describe_nats(cluster: bool) -> &'static str {
+    if cluster { "3-node NATS cluster, stream R3" } else { "1 nats-server" }
 }

@@ -12,10 +12,10 @@ use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
 use slipway_mesh::v1;
 use slipway_promoter::Config;
-use slipway_promoter::config::{AppConfig, PipelineConfig, StageConfig};
+use slipway_promoter::config::{ApiToken, AppConfig, PipelineConfig, Role, StageConfig};
 use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret, TelemetryConfig};
 use slipway_runtime::jetstream::Publisher;
-use slipway_testkit::{GitDaemon, NatsServer, ServiceProcess, free_port, shared_database};
+use slipway_testkit::{GitDaemon, ServiceProcess, free_port, shared_database};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,6 +31,14 @@ pub struct Args {
     /// Clone-edit-commit-push runs of the CI-script way.
     #[arg(long, default_value_t = 5)]
     pub script_runs: usize,
+    /// Define the apps in an app catalog (one directory generator, published to the KV
+    /// bucket) instead of the promoter's `[[apps]]`, and also measure the promoter's RSS and
+    /// one page of `GET /api/status` and of `slipctl status`.
+    #[arg(long)]
+    pub catalog: bool,
+    /// Run on a three-node NATS cluster, the stream and buckets at three replicas.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -47,6 +55,41 @@ pub struct ServerArgs {
     apps: usize,
     #[arg(long)]
     admin: u16,
+    /// The apps come from the catalog in the KV bucket.
+    #[arg(long)]
+    catalog: bool,
+    /// The admin gRPC port (viewer token `BENCH_TOKEN`); none when 0.
+    #[arg(long, default_value_t = 0)]
+    grpc: u16,
+    /// `nats.stream_replicas`.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+}
+
+/// The viewer token of the benchmark's admin gRPC API, and its SHA-256 as the config holds it.
+const BENCH_TOKEN: &str = "bench-token";
+const BENCH_TOKEN_SHA256: &str = "7137e16f75a1d75b6fd65930672814806cdc1a0d6e0aa38611afc996a402258b";
+
+/// The benchmark's catalog: `apps` apps from one directory generator over `acme/mono`, the
+/// same three stages and GitOps files as the `[[apps]]` config.
+fn catalog(repo: &str, apps: usize) -> anyhow::Result<slipway_catalog::Catalog> {
+    let dir = tempfile::tempdir()?;
+    let yaml = format!(
+        "pipelines:\n  standard:\n    stages:\n      - {{ name: dev, policy: auto }}\n      \
+         - {{ name: staging, policy: approval, approvers: [bob] }}\n      \
+         - {{ name: prod, policy: approval, approvals: 2, approvers: [alice, bob] }}\n\
+         teams:\n  platform: {{ members: [alice, bob] }}\n\
+         generators:\n  - directory: {{ repository: acme/mono, glob: \"apps/*\" }}\n    template:\n      \
+         team: platform\n      source: {{ repository: acme/mono, paths: [\"{{dir}}/**\"] }}\n      \
+         build: {{ context: \"{{dir}}\" }}\n      image: \"registry.local/acme/{{name}}\"\n      \
+         deploy: {{ repository: \"{repo}\", path: \"apps/{{app}}/{{stage}}/kustomization.yaml\", kind: kustomize }}\n      \
+         pipeline: standard\n"
+    );
+    std::fs::write(dir.path().join("slipway.yaml"), yaml)?;
+    let paths: Vec<String> = (0..apps).map(|i| format!("apps/{}/Dockerfile", app_name(i))).collect();
+    let sources = |repo: &str| (repo == "acme/mono").then(|| paths.clone());
+    slipway_catalog::build(&slipway_catalog::DirTree(dir.path().to_owned()), "slipway.yaml", &sources)
+        .map_err(|e| anyhow::anyhow!("the benchmark's catalog: {e}"))
 }
 
 fn app_name(i: usize) -> String {
@@ -69,7 +112,7 @@ fn config(args: &ServerArgs) -> anyhow::Result<Config> {
         ],
         ..PipelineConfig::default()
     };
-    let apps = (0..args.apps)
+    let apps = (0..if args.catalog { 0 } else { args.apps })
         .map(|i| {
             serde_json::from_value::<AppConfig>(serde_json::json!({
                 "name": app_name(i),
@@ -79,17 +122,23 @@ fn config(args: &ServerArgs) -> anyhow::Result<Config> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut config = Config {
-        nats: NatsConfig { url: args.nats.clone(), ..NatsConfig::default() },
+        nats: NatsConfig { url: args.nats.clone(), stream_replicas: args.replicas, ..NatsConfig::default() },
         database: DatabaseConfig {
             url: Some(Secret::new(args.db.clone())),
             max_connections: 16,
             ..DatabaseConfig::with_schema("promoter")
         },
         telemetry: TelemetryConfig { filter: "warn".into(), ..TelemetryConfig::default() },
-        pipeline,
+        pipeline: if args.catalog { PipelineConfig::default() } else { pipeline },
         apps,
         ..Config::default()
     };
+    config.catalog.enabled = args.catalog;
+    if args.grpc != 0 {
+        config.admin_api.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], args.grpc)));
+        config.admin_api.tokens =
+            vec![ApiToken { name: "bench".into(), role: Role::Viewer, sha256: BENCH_TOKEN_SHA256.into() }];
+    }
     config.gitops.work_dir = args.work.clone();
     Ok(config)
 }
@@ -155,6 +204,7 @@ fn build(i: usize, tag: &str) -> v1::BuildSucceeded {
         image: Some(v1::ImageRef { repository: image(i), tag: tag.into(), digest: String::new() }),
         tags: vec![tag.into()],
         duration_ms: 1,
+        sbom_digest: String::new(),
     }
 }
 
@@ -273,11 +323,49 @@ pub struct Report {
     pub script_runs: usize,
     /// Where a single promotion's time went (means over the singles).
     pub breakdown: Vec<Step>,
+    /// The promoter's VmRSS in bytes: ready, after the singles, peak through the burst and
+    /// the pages, after them.
+    pub rss: [u64; 4],
+    /// Status pages, when the apps came from the catalog.
+    pub pages: Vec<Page>,
+}
+
+/// Spawns this binary's `promoter-server` child on `repo` with `apps` apps, its admin port on
+/// `admin`, and `extra` arguments.
+pub fn spawn_server(
+    nats: &str,
+    db: &str,
+    repo: &str,
+    work: &Path,
+    apps: usize,
+    admin: u16,
+    extra: Vec<String>,
+) -> anyhow::Result<ServiceProcess> {
+    let (work, apps, admin) = (work.display().to_string(), apps.to_string(), admin.to_string());
+    let args = [
+        "promoter-server",
+        "--nats",
+        nats,
+        "--db",
+        db,
+        "--repo",
+        repo,
+        "--work",
+        &work,
+        "--apps",
+        &apps,
+        "--admin",
+        &admin,
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain(extra);
+    Ok(ServiceProcess::spawn_with_args(std::env::current_exe()?, args, &[])?)
 }
 
 /// The orchestrator.
 pub async fn measure(args: &Args) -> anyhow::Result<Report> {
-    let nats = NatsServer::start().await?;
+    let nats = slipway_testkit::Nats::start(args.cluster).await?;
     let db = shared_database().await?;
     let daemon = GitDaemon::start().await?;
     let url = daemon.create_bare_repo("acme/gitops")?;
@@ -287,27 +375,28 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
     eprintln!("seeded {} files in {:.1}s", args.apps * 3, seeding.elapsed().as_secs_f64());
     let work = tempfile::tempdir()?;
     let admin = free_port();
-    let server = ServiceProcess::spawn_with_args(
-        std::env::current_exe()?,
-        [
-            "promoter-server",
-            "--nats",
-            &nats.url(),
-            "--db",
-            &db,
-            "--repo",
-            &url,
-            "--work",
-            &work.path().display().to_string(),
-            "--apps",
-            &args.apps.to_string(),
-            "--admin",
-            &admin.to_string(),
-        ],
-        &[],
-    )?;
+    let grpc = if args.catalog { free_port() } else { 0 };
+    if args.catalog {
+        let started = Instant::now();
+        let catalog = catalog(&url, args.apps)?;
+        anyhow::ensure!(catalog.apps.len() == args.apps, "the catalog has {} apps", catalog.apps.len());
+        let js = async_nats::jetstream::new(slipway_testkit::connect_nats(&nats.url()).await?);
+        slipway_runtime::catalog::CatalogStore::open(&js, nats.replicas())
+            .await?
+            .publish(&url, "bench", &catalog)
+            .await?;
+        eprintln!("catalog of {} apps compiled and published in {:.1}s", args.apps, started.elapsed().as_secs_f64());
+    }
+    let mut server_args =
+        vec!["--grpc".to_owned(), grpc.to_string(), "--replicas".to_owned(), nats.replicas().to_string()];
+    if args.catalog {
+        server_args.push("--catalog".into());
+    }
+    let server = spawn_server(&nats.url(), &db, &url, work.path(), args.apps, admin, server_args)?;
     server.wait_http_ok(&format!("http://127.0.0.1:{admin}/readyz"), Duration::from_secs(60)).await?;
-    let client = async_nats::connect(nats.url()).await?;
+    let pid = server.pid().context("the promoter's pid")?;
+    let rss_ready = crate::services::rss(pid)?;
+    let client = slipway_testkit::connect_nats(&nats.url()).await?;
     let mut commits = client.subscribe("slipway.promotion.committed.>").await?;
     let publisher = Publisher::new(client.clone(), "/bench");
     let count = |bare: &Path| -> anyhow::Result<usize> {
@@ -332,11 +421,13 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
         singles.push(started.elapsed().as_secs_f64());
     }
     let steps_after = scrape(admin).await?;
+    let rss_singles = crate::services::rss(pid)?;
     let breakdown = breakdown(&steps_before, &steps_after, singles.len(), &last_hop);
     singles.sort_by(f64::total_cmp);
 
     // Every app at once.
     let before = count(&bare)?;
+    let peak = crate::services::PeakRss::start(pid);
     let started = Instant::now();
     futures::stream::iter(0..args.apps)
         .map(|i| {
@@ -357,6 +448,9 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
     }
     let burst = started.elapsed().as_secs_f64();
     let burst_commits = count(&bare)? - before;
+    let rss_peak = peak.finish();
+    let pages = if args.catalog { pages(admin, grpc, args.apps).await? } else { Vec::new() };
+    let rss_after = crate::services::rss(pid)?;
     drop(server);
 
     let mut script = script_way(&url, args.script_runs)?;
@@ -370,7 +464,90 @@ pub async fn measure(args: &Args) -> anyhow::Result<Report> {
         script_p50: percentile(&script, 50.0),
         script_runs: script.len(),
         breakdown,
+        rss: [rss_ready, rss_singles, rss_peak.max(rss_after), rss_after],
+        pages,
     })
+}
+
+/// One page of the status, timed: what was asked, median ms of 5 after a warm-up, apps on the
+/// page, apps matching.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub what: String,
+    pub ms: f64,
+    pub apps: usize,
+    pub total: u64,
+}
+
+/// Pages of `GET /api/status` and of `slipctl status` (when the binary is next to this one)
+/// over the whole catalog, with and without filters.
+async fn pages(admin: u16, grpc: u16, apps: usize) -> anyhow::Result<Vec<Page>> {
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let last = (apps.saturating_sub(1) / 50 * 50).to_string();
+    let one = app_name(apps / 2);
+    let queries = [
+        ("page_size=50".to_owned(), vec!["--page-size", "50"]),
+        (format!("page_size=50&page_token={last}"), vec!["--page-size", "50", "--page-token", &last]),
+        ("page_size=50&team=platform".to_owned(), vec!["--page-size", "50", "--team", "platform"]),
+        (
+            "page_size=50&stage=staging&state=waiting".to_owned(),
+            vec!["--page-size", "50", "--stage", "staging", "--state", "waiting"],
+        ),
+        (format!("app={one}"), vec!["--app", &one]),
+    ];
+    let median = |mut times: Vec<f64>| {
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let mut pages = Vec::new();
+    for (query, _) in &queries {
+        let url = format!("http://127.0.0.1:{admin}/api/status?{query}");
+        let mut times = Vec::new();
+        let mut body = serde_json::Value::Null;
+        for _ in 0..6 {
+            let started = Instant::now();
+            let answer = http.get(&url).send().await?;
+            anyhow::ensure!(answer.status().is_success(), "GET {url}: {}", answer.status());
+            body = answer.json().await?;
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        times.remove(0);
+        pages.push(Page {
+            what: format!("GET /api/status?{query}"),
+            ms: median(times),
+            apps: body["apps"].as_array().map_or(0, Vec::len),
+            total: body["total"].as_u64().unwrap_or(0),
+        });
+    }
+    let slipctl = std::env::current_exe()?.with_file_name("slipctl");
+    if !slipctl.exists() {
+        eprintln!("{} not built: slipctl pages not timed", slipctl.display());
+        return Ok(pages);
+    }
+    let server = format!("http://127.0.0.1:{grpc}");
+    for (_, flags) in &queries {
+        let mut times = Vec::new();
+        let mut lines = 0;
+        for _ in 0..6 {
+            let started = Instant::now();
+            let out = tokio::process::Command::new(&slipctl)
+                .args(["--server", &server, "--token", BENCH_TOKEN, "status"])
+                .args(flags)
+                .output()
+                .await?;
+            anyhow::ensure!(out.status.success(), "slipctl status {flags:?}: {}", String::from_utf8_lossy(&out.stderr));
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+            lines = out.stdout.iter().filter(|b| **b == b'\n').count();
+        }
+        times.remove(0);
+        pages.push(Page {
+            what: format!("slipctl status {}", flags.join(" ")),
+            ms: median(times),
+            apps: lines,
+            total: 0,
+        });
+    }
+    Ok(pages)
 }
 
 /// Seconds from a message's `ce-time` (set by the promoter when it enqueued the event) to now.
@@ -386,7 +563,11 @@ fn since_ce_time(msg: &async_nats::Message) -> f64 {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let r = measure(&args).await?;
     let (p50, p99, burst, burst_commits, script_p50) = (r.p50, r.p99, r.burst, r.burst_commits, r.script_p50);
-    println!("\npromotion benchmark: GitOps repository of {} apps x 3 stages on git daemon (loopback)", args.apps);
+    let on = crate::describe_nats(args.cluster);
+    println!(
+        "\npromotion benchmark: GitOps repository of {} apps x 3 stages on git daemon (loopback), {on}",
+        args.apps
+    );
     println!("{:<58} {:>12}", "measure", "value");
     println!(
         "{:<58} {:>9.0} ms",
@@ -404,6 +585,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("{:<58} {:>11.1}x", "Slipway single vs CI-script way, p50 / p50", script_p50 / p50);
     print_breakdown(&r, p50);
+    if args.catalog {
+        print_catalog_figures(&r, args.apps);
+        return Ok(());
+    }
     println!(
         "\ntargets: p50 <= 50 ms: {:.0} ms | p99 <= 150 ms: {:.0} ms | {} in <= 10 s: {burst:.1} s, <= 20 commits: {burst_commits}\n\
          >= 20x the script per promotion: {:.1}x single, {:.1}x amortized in the burst",
@@ -433,5 +618,37 @@ fn print_breakdown(r: &Report, p50: f64) {
         "  totals: DB {db:.1} ms | NATS + outbox {nats:.1} ms | writer queue {queue:.1} ms | git {git:.1} ms \
          | sum {all:.1} ms (single mean; p50 {:.1} ms)",
         p50 * 1e3
+    );
+}
+
+/// The catalog issue's figures: the burst, the promoter's RSS and the status pages.
+pub fn print_catalog_figures(r: &Report, apps: usize) {
+    let mb = |b: u64| b as f64 / 1_048_576.0;
+    let [ready, singles, peak, after] = r.rss;
+    println!("\npromoter with a catalog of {apps} apps x 3 stages (one directory generator):");
+    println!(
+        "  VmRSS ready {:.1} MB | after the singles {:.1} MB | peak through the burst and the pages {:.1} MB | after {:.1} MB",
+        mb(ready),
+        mb(singles),
+        mb(peak),
+        mb(after)
+    );
+    println!("  {:<64} {:>9} {:>6} {:>7}", "one page of the status", "ms", "rows", "total");
+    for p in &r.pages {
+        let total = if p.total == 0 { String::new() } else { p.total.to_string() };
+        println!("  {:<64} {:>9.1} {:>6} {:>7}", p.what, p.ms, p.apps, total);
+    }
+    let slowest = r.pages.iter().map(|p| p.ms).fold(0.0, f64::max);
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "targets: {apps} completions landed <= 60 s: {:.1} s ({}), in <= 100 commits: {} ({}) | promoter RSS <= 150 MB: \
+         peak {:.1} MB ({}) | a page <= 300 ms: slowest {slowest:.1} ms ({})",
+        r.burst,
+        met(r.burst <= 60.0),
+        r.burst_commits,
+        met(r.burst_commits <= 100),
+        mb(peak),
+        met(mb(peak) <= 150.0),
+        met(slowest <= 300.0),
     );
 }

@@ -5,7 +5,8 @@
 //! Order: the four real service binaries start one by one (ready time, idle RSS); the
 //! promoter is loaded with the Watch benchmark, then ingest with webhooks (which every service
 //! then works on), their RSS sampled meanwhile; then the ingest and promotion benchmarks run
-//! with their own servers.
+//! with their own servers, each once on one nats-server and once on a three-node cluster with
+//! the stream at three replicas (the cluster's figures have no targets of their own).
 
 use crate::services::{self, Servers};
 use crate::{ingest, promotion, watch};
@@ -85,7 +86,13 @@ async fn services_rows(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ingest_rows(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+/// `figure` as measured on `nats`: the single-node figures carry the targets, the cluster's
+/// are printed next to them.
+fn on(figure: &str, cluster: bool) -> String {
+    if cluster { format!("{figure} [3-node NATS, R3]") } else { figure.to_owned() }
+}
+
+async fn ingest_rows(args: &Args, cluster: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let r = ingest::measure(&ingest::Args {
         requests: args.requests,
         concurrency: 32,
@@ -95,23 +102,43 @@ async fn ingest_rows(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         payload: ingest::Payload::Github,
         apps: 1,
         touch: 1,
+        cluster,
     })
     .await?;
     let f = &r.ingest;
+    let target = |t: &str| if cluster { "-".to_owned() } else { t.to_owned() };
+    let met = |m: bool| (!cluster).then_some(m);
     rows.push(row(
-        "ingest webhooks/s (GitHub push, 8.8 KB, signed)",
+        on("ingest webhooks/s (GitHub push, 8.8 KB, signed)", cluster),
         format!("{:.0}/s", f.per_second),
-        ">= 10000/s",
-        Some(f.per_second >= 10_000.0),
+        &target(">= 10000/s"),
+        met(f.per_second >= 10_000.0),
     ));
-    rows.push(row("ingest p99 response", format!("{:.1} ms", f.p99_ms), "<= 15 ms", Some(f.p99_ms <= 15.0)));
+    rows.push(row(
+        on("ingest p99 response", cluster),
+        format!("{:.1} ms", f.p99_ms),
+        &target("<= 15 ms"),
+        met(f.p99_ms <= 15.0),
+    ));
     let ratio = f.per_second / r.raw;
-    rows.push(row("ingest / raw JetStream publish rate", format!("{ratio:.2} x"), ">= 0.5 x", Some(ratio >= 0.5)));
+    rows.push(row(
+        on("ingest / raw JetStream publish rate", cluster),
+        format!("{ratio:.2} x"),
+        &target(">= 0.5 x"),
+        met(ratio >= 0.5),
+    ));
     Ok(())
 }
 
 async fn promotion_rows(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let r = promotion::measure(&promotion::Args { apps: args.apps, singles: args.singles, script_runs: 3 }).await?;
+    let r = promotion::measure(&promotion::Args {
+        apps: args.apps,
+        singles: args.singles,
+        script_runs: 3,
+        catalog: false,
+        cluster: false,
+    })
+    .await?;
     let ms = |s: f64| format!("{:.0} ms", s * 1e3);
     rows.push(row("build.succeeded -> commit p50", ms(r.p50), "<= 50 ms", Some(r.p50 <= 0.05)));
     rows.push(row("build.succeeded -> commit p99", ms(r.p99), "<= 150 ms", Some(r.p99 <= 0.15)));
@@ -122,6 +149,29 @@ async fn promotion_rows(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> 
     rows.push(row("clone-edit-push script p50", ms(r.script_p50), "-", None));
     let speedup = r.script_p50 / r.p50;
     rows.push(row("faster than clone-edit-push script", format!("{speedup:.1} x"), ">= 20 x", Some(speedup >= 20.0)));
+    Ok(())
+}
+
+/// The promotion figures again with the stream at three replicas on a three-node cluster.
+async fn cluster_promotion_rows(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let r = promotion::measure(&promotion::Args {
+        apps: args.apps,
+        singles: args.singles,
+        script_runs: 1,
+        catalog: false,
+        cluster: true,
+    })
+    .await?;
+    let ms = |s: f64| format!("{:.0} ms", s * 1e3);
+    rows.push(row(on("build.succeeded -> commit p50", true), ms(r.p50), "-", None));
+    rows.push(row(on("build.succeeded -> commit p99", true), ms(r.p99), "-", None));
+    rows.push(row(
+        on(&format!("{} apps complete at once, all landed", args.apps), true),
+        format!("{:.1} s", r.burst),
+        "-",
+        None,
+    ));
+    rows.push(row(on("  commits for them", true), r.burst_commits.to_string(), "-", None));
     Ok(())
 }
 
@@ -146,11 +196,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Err(e) = services_rows(&args, &mut rows).await {
         rows.push(row("services / Watch", format!("failed: {e:#}"), "-", Some(false)));
     }
-    if let Err(e) = ingest_rows(&args, &mut rows).await {
-        rows.push(row("ingest benchmark", format!("failed: {e:#}"), "-", Some(false)));
+    for cluster in [false, true] {
+        if let Err(e) = ingest_rows(&args, cluster, &mut rows).await {
+            rows.push(row(on("ingest benchmark", cluster), format!("failed: {e:#}"), "-", Some(false)));
+        }
     }
     if let Err(e) = promotion_rows(&args, &mut rows).await {
         rows.push(row("promotion benchmark", format!("failed: {e:#}"), "-", Some(false)));
+    }
+    if let Err(e) = cluster_promotion_rows(&args, &mut rows).await {
+        rows.push(row(on("promotion benchmark", true), format!("failed: {e:#}"), "-", Some(false)));
     }
     print(&rows);
     Ok(())

@@ -11,6 +11,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Code, Status};
 
 use crate::settings::Settings;
+use slipway_proto::REFUSAL_HEADER;
 
 /// Why a command failed, already phrased for a person.
 #[derive(Debug)]
@@ -96,6 +97,10 @@ impl Api {
                  SLIPWAY_TOKEN or the token in {}",
                 self.settings.config_path.display()
             )),
+            // The pipeline said no (who may approve is in the message): the server's answer.
+            _ if status.metadata().contains_key(REFUSAL_HEADER) => {
+                Failure::Api(format!("refused by the server: {}", message.trim_start_matches("refused: ")))
+            }
             Code::PermissionDenied => Failure::Auth(format!("permission denied: {message}")),
             Code::Unavailable if is_transport(status) => {
                 Failure::Unreachable(format!("cannot reach the Slipway admin API at {server}: {message}"))

@@ -73,8 +73,9 @@ pub async fn run(api: &Api, command: Command, print: Print) -> Result<(), Failur
             let r = api.ok(api.client().reject(request.clone()).await)?;
             print.show(&r, || format!("rejected promotion {} of {}/{}", r.promotion_id, request.app, request.stage))
         }
-        Command::Promote { app, stage, tag, reason, override_freeze } => {
-            let request = v1::PromoteRequest { app, stage, tag: tag.unwrap_or_default(), reason, override_freeze };
+        Command::Promote { app, stage, tag, reason, override_freeze, override_scan } => {
+            let request =
+                v1::PromoteRequest { app, stage, tag: tag.unwrap_or_default(), reason, override_freeze, override_scan };
             let r = api.ok(api.client().promote(request.clone()).await)?;
             print.show(&r, || {
                 let what = if request.tag.is_empty() { "the previous stage's version" } else { &request.tag };
@@ -102,6 +103,16 @@ pub async fn run(api: &Api, command: Command, print: Print) -> Result<(), Failur
             let request = v1::ReleaseRequest { app, stage: stage.unwrap_or_default(), reason };
             let r = api.ok(api.client().release(request.clone()).await)?;
             print.show(&r, || format!("released {} in {}", request.app, stage_or_all(&request.stage)))
+        }
+        Command::Verify { app, stage, reason } => {
+            let request = v1::VerifyRequest { app, stage, reason };
+            let r = api.ok(api.client().verify(request.clone()).await)?;
+            print.show(&r, || {
+                format!(
+                    "verifying {}/{} again (promotion {}); the verdict comes as verification.completed",
+                    request.app, request.stage, r.promotion_id
+                )
+            })
         }
     }
 }

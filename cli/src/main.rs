@@ -119,6 +119,9 @@ enum Command {
         /// Promote inside a freeze window (admin tokens only; audited).
         #[arg(long)]
         override_freeze: bool,
+        /// Promote past the stage's scan policy (admin tokens only; needs --reason; audited).
+        #[arg(long)]
+        override_scan: bool,
     },
     /// Roll APP in STAGE back to its last healthy version (or --tag) and hold the stage.
     Rollback {
@@ -181,6 +184,13 @@ enum Command {
     Release {
         app: String,
         stage: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Run STAGE's verification checks again against the version APP runs there.
+    Verify {
+        app: String,
+        stage: String,
         #[arg(long, default_value = "")]
         reason: String,
     },

@@ -92,7 +92,17 @@ fn stage_cell(s: &v1::StageStatus) -> Cell {
     if s.approvals_required > 0 {
         text.push_str(&format!(" waiting {}/{}", s.approvals_granted, s.approvals_required));
     }
-    let paint = if s.held || s.approvals_required > 0 { Style::yellow } else { paint };
+    let scan_blocked = s.waiting_on.starts_with("scan:");
+    if scan_blocked {
+        text.push_str(" scan-blocked");
+    }
+    let paint = if scan_blocked {
+        Style::red
+    } else if s.held || s.approvals_required > 0 {
+        Style::yellow
+    } else {
+        paint
+    };
     (text, paint)
 }
 
@@ -133,6 +143,9 @@ pub fn status(style: Style, r: &v1::ListAppsResponse) -> String {
                 s.stage
             ));
         }
+        for s in app.stages.iter().filter(|s| s.waiting_on.starts_with("scan:")) {
+            out.push_str(&format!("\n{} {}/{} {}", style.red("✖"), app.app, s.stage, s.waiting_on));
+        }
         for s in app.stages.iter().filter(|s| s.held) {
             let why = if s.hold_reason.is_empty() { String::new() } else { format!(" ({})", s.hold_reason) };
             out.push_str(&format!("\n{} {}/{} is held{why}", style.yellow("■"), app.app, s.stage));
@@ -169,6 +182,8 @@ pub fn runs(style: Style, r: &v1::ListRunsResponse) -> String {
                 (state.to_owned(), paint),
                 (run.current_stage.clone(), plain),
                 (time(run.updated_at.as_ref()), plain),
+                // The push's trace, for Jaeger or Tempo; "-" for runs recorded without one.
+                (if run.trace_id.is_empty() { "-".to_owned() } else { run.trace_id.clone() }, Style::dim),
             ];
             row
         })
@@ -176,7 +191,7 @@ pub fn runs(style: Style, r: &v1::ListRunsResponse) -> String {
     if rows.is_empty() {
         return "no runs".to_owned();
     }
-    table(style, &["RUN", "APP", "VERSION", "STATE", "STAGE", "UPDATED"], &rows)
+    table(style, &["RUN", "APP", "VERSION", "STATE", "STAGE", "UPDATED", "TRACE"], &rows)
 }
 
 /// One streamed event: sequence, time, kind, subject.
@@ -205,6 +220,24 @@ mod tests {
     }
 
     #[test]
+    fn runs_show_their_trace_id() {
+        let run = |id: &str, trace: &str| v1::PipelineRun {
+            run_id: id.into(),
+            app: "hello".into(),
+            state: v1::RunState::Succeeded.into(),
+            trace_id: trace.into(),
+            ..Default::default()
+        };
+        let trace = "0af7651916cd43dd8448eb211c80319c";
+        let r = v1::ListRunsResponse { runs: vec![run("hello-1", trace), run("hello-0", "")], ..Default::default() };
+        let out = runs(Style { colour: false }, &r);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].trim_end().ends_with("TRACE"), "{out}");
+        assert!(lines[1].trim_end().ends_with(trace), "{out}");
+        assert!(lines[2].trim_end().ends_with('-'), "{out}");
+    }
+
+    #[test]
     fn the_matrix_lines_up_and_says_who_may_approve() {
         let mut staging = stage("staging", None, v1::Health::Unknown);
         (staging.approvals_required, staging.allowed_approvers) = (1, vec!["bob".into()]);
@@ -228,5 +261,24 @@ mod tests {
         assert!(lines[3].contains("writer/staging waits for approval (0/1); may approve: bob"), "{out}");
         assert!(!out.contains('\x1b'), "no colours off a terminal");
         assert!(status(Style { colour: true }, &r).contains("\x1b[32mv1 healthy\x1b[0m"));
+    }
+
+    #[test]
+    fn a_scan_blocked_stage_says_which_findings_and_how_to_allow_them() {
+        let mut prod = stage("prod", Some("v1"), v1::Health::Healthy);
+        prod.waiting_on = "scan: blocked by CVE-2019-18224 (CRITICAL libidn2-0 2.0.5-1, fixed in 2.0.5-1+deb10u1); \
+            to accept one, add it to the stage's scan.allow in the catalog: \
+            { id: CVE-2019-18224, reason: \"...\", expires: YYYY-MM-DD }"
+            .into();
+        let r = v1::ListAppsResponse {
+            stages: vec!["prod".into()],
+            apps: vec![v1::AppStatus { app: "writer".into(), stages: vec![prod], ..Default::default() }],
+            ..Default::default()
+        };
+        let out = status(Style { colour: false }, &r);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "writer  v1 healthy scan-blocked");
+        assert!(lines[2].starts_with("✖ writer/prod scan: blocked by CVE-2019-18224 (CRITICAL"), "{out}");
+        assert!(lines[2].contains("scan.allow") && lines[2].contains("expires: YYYY-MM-DD"), "{out}");
     }
 }

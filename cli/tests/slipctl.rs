@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 const VIEWER: &str = "viewer-secret";
 const APPROVER: &str = "approver-secret";
+/// An approver token whose name is not among staging's approvers.
+const OUTSIDER: &str = "outsider-secret";
 
 fn config(nats: &NatsServer, db: &str) -> Config {
     let stage = |json: serde_json::Value| -> StageConfig { serde_json::from_value(json).expect("stage") };
@@ -40,17 +42,14 @@ fn config(nats: &NatsServer, db: &str) -> Config {
     let tokens = vec![
         ApiToken { name: "vera".into(), role: Role::Viewer, sha256: hash_token(VIEWER) },
         ApiToken { name: "bob".into(), role: Role::Approver, sha256: hash_token(APPROVER) },
+        ApiToken { name: "mallory".into(), role: Role::Approver, sha256: hash_token(OUTSIDER) },
     ];
     Config {
         nats: NatsConfig { url: nats.url(), ack_wait_secs: 5, ..NatsConfig::default() },
         database: DatabaseConfig { url: Some(Secret::new(db.to_owned())), ..DatabaseConfig::with_schema("promoter") },
         pipeline,
         apps: vec![app],
-        admin_api: AdminApiConfig {
-            listen: Some(([127, 0, 0, 1], slipway_testkit::free_port()).into()),
-            tokens,
-            tls: None,
-        },
+        admin_api: AdminApiConfig { listen: None, tokens, tls: None },
         ..Config::default()
     }
 }
@@ -137,6 +136,7 @@ fn build(tag: &str) -> v1::BuildSucceeded {
         }),
         tags: vec![tag.into()],
         duration_ms: 1,
+        sbom_digest: String::new(),
     }
 }
 
@@ -151,6 +151,15 @@ async fn error_messages(slipctl: &Slipctl) {
     let viewer = slipctl.run(Some(VIEWER), &["approve", "writer", "staging"]).await;
     assert_eq!(viewer.status.code(), Some(4));
     assert!(text(&viewer.stderr).contains("permission denied"), "{}", text(&viewer.stderr));
+    // The pipeline's refusal is the server's answer (1), not a token or role problem (4).
+    let outsider = slipctl.run(Some(OUTSIDER), &["approve", "writer", "staging"]).await;
+    assert_eq!(outsider.status.code(), Some(1), "{}", text(&outsider.stderr));
+    let said = text(&outsider.stderr);
+    assert!(said.starts_with("slipctl: refused by the server: ") && said.contains("may approve: bob"), "{said}");
+    // `slipctl verify` reaches the pipeline, which says why it cannot run there.
+    let verify = slipctl.run(Some(APPROVER), &["verify", "writer", "staging"]).await;
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify.stderr));
+    assert!(text(&verify.stderr).contains("refused by the server: no-checks"), "{}", text(&verify.stderr));
     let bad = slipctl.run(Some(APPROVER), &["approve", "Writer!", "staging"]).await;
     assert_eq!(bad.status.code(), Some(1));
     assert!(text(&bad.stderr).contains("invalid argument"), "{}", text(&bad.stderr));
@@ -168,9 +177,11 @@ async fn slipctl_shows_status_approves_and_explains_errors() {
     let config = config(&nats, &db);
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the admin API");
+    let server = format!("http://{}", api.local_addr().expect("addr"));
+    let listeners = slipway_promoter::Listeners { admin: listener, api: Some(api) };
     let deployer = Arc::new(RecordingDeployer::new());
-    let service = tokio::spawn(slipway_promoter::serve(config.clone(), listener, shutdown.clone(), deployer));
-    let server = format!("http://{}", config.admin_api.listen.expect("listen"));
+    let service = tokio::spawn(slipway_promoter::serve(config.clone(), listeners, shutdown.clone(), deployer));
     let slipctl = Slipctl { server, config_home: tempfile::tempdir().expect("dir") };
     for _ in 0..150 {
         if slipctl.run(Some(VIEWER), &["status"]).await.status.success() {

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use slipway_testkit::{GitDaemon, NatsServer, Postgres, Registry, free_port, shared_database};
+use slipway_testkit::{GitDaemon, Nats, Postgres, Registry, free_port, shared_database};
 use tempfile::TempDir;
 
 use crate::service::{Binaries, Service, Services};
@@ -47,7 +47,8 @@ pub enum Database {
 
 /// The servers, repositories and configs of one demo.
 pub struct Demo {
-    pub nats: NatsServer,
+    /// One nats-server, or a three-node cluster ([`Demo::start_on_cluster`]).
+    pub nats: Nats,
     pub registry: Registry,
     pub git: GitDaemon,
     /// The dedicated cluster ([`Database::Dedicated`]).
@@ -82,12 +83,21 @@ impl Demo {
 
     /// As [`Demo::start`], with `apps` (each a copy of hello) in place of hello.
     pub async fn start_apps(database: Database, apps: &[&str]) -> Demo {
+        Demo::start_on(Nats::start(false).await.expect("nats-server"), database, apps).await
+    }
+
+    /// As [`Demo::start_apps`], on a three-node NATS cluster: the services keep the stream
+    /// and their buckets at three replicas.
+    pub async fn start_on_cluster(database: Database, apps: &[&str]) -> Demo {
+        Demo::start_on(Nats::start(true).await.expect("nats cluster"), database, apps).await
+    }
+
+    async fn start_on(nats: Nats, database: Database, apps: &[&str]) -> Demo {
         assert!(!apps.is_empty(), "a demo needs an app");
         let state = tempfile::Builder::new().prefix("slipway-e2e-").tempdir().expect("scratch dir");
         for dir in ["config", "tmp", "work"] {
             std::fs::create_dir_all(state.path().join(dir)).expect("mkdir");
         }
-        let nats = NatsServer::start().await.expect("nats-server");
         let registry = Registry::start().await.expect("registry");
         let git = GitDaemon::start().await.expect("git daemon");
         let (postgres, db_url) = database_for(database).await;
@@ -156,6 +166,21 @@ impl Demo {
         create_repo(&tree, &self.gitops_url, "chore: hello at v0 everywhere");
     }
 
+    /// Makes `stage` of the demo pipeline automatic (the quickstart's staging and prod wait for
+    /// an approval): commits the change to the catalog in the GitOps repository. Call it before
+    /// the services start, which then read the catalog with it.
+    pub fn auto_stage(&self, stage: &str) {
+        let tree = self.state.path().join("work/gitops");
+        let path = tree.join("slipway.yaml");
+        let text = std::fs::read_to_string(&path).expect("the catalog");
+        let approval = format!("{{ name: {stage}, policy: approval, approvers: [demo] }}");
+        let auto = text.replace(&approval, &format!("{{ name: {stage}, policy: auto }}"));
+        assert_ne!(auto, text, "no stage {stage} waiting for approval in the catalog");
+        write(&path, &auto);
+        git(&tree, &["commit", "-q", "-a", "-m", &format!("chore: {stage} automatic")]);
+        git(&tree, &["push", "-q", &self.gitops_url, "HEAD:refs/heads/main"]);
+    }
+
     /// Renders the services' configs as the quickstart does; `notifier` is the notifier's
     /// whole config (the quickstart's is empty: nothing to send to).
     pub fn write_configs(&self, notifier: &str) {
@@ -180,6 +205,14 @@ impl Demo {
     /// Starts the four services with the quickstart's environment plus `extra` and waits
     /// until each is ready.
     pub async fn start_services(&self, bins: Binaries, extra: Overrides<'_>) -> Services {
+        self.start_replica(bins, extra, &Replica { index: 1, webhook_port: self.webhook_port, api_port: None }).await
+    }
+
+    /// Starts one replica of each of the four services, as [`Demo::start_services`] does for
+    /// the first: a replica after the first listens on its own ports and keeps its own files
+    /// (spool, clones, image store), as a pod of its own would, and reads
+    /// `config/notifier-<index>.toml` when [`Demo::write_notifier_config`] wrote one.
+    pub async fn start_replica(&self, bins: Binaries, extra: Overrides<'_>, replica: &Replica) -> Services {
         let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
             pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
         };
@@ -194,18 +227,35 @@ impl Demo {
             Service::spawn(name, bin, env, admin_port)
         };
         let state = self.state.path();
-        let ingest = vec![
+        let own_dir = |name: &str| {
+            let dir = if replica.index == 1 { name.to_owned() } else { format!("{name}-{}", replica.index) };
+            state.join(dir).display().to_string()
+        };
+        let mut ingest = vec![
             ("SLIPWAY_GITHUB__WEBHOOK_SECRETS".to_owned(), format!("[{WEBHOOK_SECRET}]")),
-            ("SLIPWAY_SPOOL__DIR".to_owned(), state.join("spool").display().to_string()),
-            ("SLIPWAY_HTTP__LISTEN".to_owned(), format!("127.0.0.1:{}", self.webhook_port)),
+            ("SLIPWAY_SPOOL__DIR".to_owned(), own_dir("spool")),
+            ("SLIPWAY_HTTP__LISTEN".to_owned(), format!("127.0.0.1:{}", replica.webhook_port)),
         ];
         // Not in the quickstart: the notifier's callback listener defaults to port 8084, which
         // tests running side by side would fight over.
-        let notifier = vec![("SLIPWAY_HTTP__LISTEN".to_owned(), format!("127.0.0.1:{}", free_port()))];
+        let mut notifier = vec![("SLIPWAY_HTTP__LISTEN".to_owned(), format!("127.0.0.1:{}", free_port()))];
+        let (mut builder, mut promoter) = (Vec::new(), Vec::new());
+        if replica.index > 1 {
+            ingest.push(("SLIPWAY_CATALOG__WORK_DIR".to_owned(), own_dir("ingest-catalog")));
+            builder.push(("SLIPWAY_BUILD__WORK_DIR".to_owned(), own_dir("builder")));
+            promoter.push(("SLIPWAY_GITOPS__WORK_DIR".to_owned(), own_dir("gitops")));
+            let own_config = state.join("config").join(format!("notifier-{}.toml", replica.index));
+            if own_config.exists() {
+                notifier.push(("SLIPWAY_CONFIG".to_owned(), own_config.display().to_string()));
+            }
+        }
+        if let Some(port) = replica.api_port {
+            promoter.push(("SLIPWAY_ADMIN_API__LISTEN".to_owned(), format!("127.0.0.1:{port}")));
+        }
         let services = Services {
             ingest: spawn("ingest", bins.ingest, ingest),
-            builder: spawn("builder", bins.builder, Vec::new()),
-            promoter: spawn("promoter", bins.promoter, Vec::new()),
+            builder: spawn("builder", bins.builder, builder),
+            promoter: spawn("promoter", bins.promoter, promoter),
             notifier: spawn("notifier", bins.notifier, notifier),
         };
         for service in [&services.ingest, &services.builder, &services.promoter, &services.notifier] {
@@ -214,11 +264,22 @@ impl Demo {
         services
     }
 
+    /// Writes `config/notifier-<replica>.toml`, the notifier config of that replica.
+    pub fn write_notifier_config(&self, replica: usize, text: &str) {
+        write(&self.state.path().join("config").join(format!("notifier-{replica}.toml")), text);
+    }
+
+    /// The port of [`Demo::webhook_url`].
+    pub fn webhook_port(&self) -> u16 {
+        self.webhook_port
+    }
+
     fn service_env(&self, name: &str, admin_port: u16) -> Vec<(String, String)> {
         let state = self.state.path();
         [
             ("SLIPWAY_CONFIG", state.join("config").join(format!("{name}.toml")).display().to_string()),
             ("SLIPWAY_NATS__URL", self.nats.url()),
+            ("SLIPWAY_NATS__STREAM_REPLICAS", self.nats.replicas().to_string()),
             ("SLIPWAY_DATABASE__URL", self.db_url.clone()),
             ("SLIPWAY_ADMIN__LISTEN", format!("127.0.0.1:{admin_port}")),
             ("SLIPWAY_TELEMETRY__LOG_FORMAT", "json".to_owned()),
@@ -290,6 +351,16 @@ impl Demo {
     }
 }
 
+/// Where one replica of the services listens (see [`Demo::start_replica`]): 1 is the first.
+#[derive(Debug, Clone, Copy)]
+pub struct Replica {
+    pub index: usize,
+    /// Ingest's webhook port.
+    pub webhook_port: u16,
+    /// The promoter's admin gRPC port; `None` keeps the demo's.
+    pub api_port: Option<u16>,
+}
+
 /// The demo app repository's working tree and its bare repository.
 #[derive(Debug, Clone)]
 pub struct AppRepo {
@@ -307,6 +378,19 @@ impl AppRepo {
         git(&self.tree, &["commit", "-q", "-a", "-m", &format!("feat({app}): {text}")]);
         git(&self.tree, &["push", "-q", &bare, "HEAD:refs/heads/main"]);
         git(&self.tree, &["rev-parse", "HEAD"])
+    }
+
+    /// Commits a new apps/<app>/hello.txt holding `text` on main without pushing it (see
+    /// [`AppRepo::push`]); returns the commit's sha.
+    pub fn commit_local(&self, app: &str, text: &str) -> String {
+        write(&self.tree.join("apps").join(app).join("hello.txt"), &format!("{text}\n"));
+        git(&self.tree, &["commit", "-q", "-a", "-m", &format!("feat({app}): {text}")]);
+        git(&self.tree, &["rev-parse", "HEAD"])
+    }
+
+    /// Pushes main straight into the bare repository.
+    pub fn push(&self) {
+        git(&self.tree, &["push", "-q", &self.bare.display().to_string(), "HEAD:refs/heads/main"]);
     }
 }
 

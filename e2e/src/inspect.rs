@@ -1,7 +1,7 @@
 //! Reading back what the services did: the events in the `SLIPWAY` stream, the tags in the
 //! registry, and the GitOps repository's commits with their `Slipway-*` trailers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Command;
 
@@ -41,11 +41,8 @@ pub struct EventLog {
 impl EventLog {
     /// Connects to `nats_url`; the client reconnects by itself after a server restart.
     pub async fn connect(nats_url: &str) -> EventLog {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(nats_url)
-            .await
-            .expect("connect to nats");
+        // One address or a cluster's, comma separated.
+        let client = slipway_testkit::connect_nats(nats_url).await.expect("connect to nats");
         EventLog { js: async_nats::jetstream::new(client), next: 1, events: Vec::new() }
     }
 
@@ -67,6 +64,18 @@ impl EventLog {
             self.next += 1;
         }
         Ok(())
+    }
+
+    /// Builds with a `build.started` and no outcome yet, in the events read so far.
+    pub fn builds_in_flight(&self) -> usize {
+        let over: std::collections::HashSet<&str> = self
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind().as_str(), "build.succeeded" | "build.failed"))
+            .map(|e| e.commit_sha())
+            .collect();
+        let started = self.events.iter().filter(|e| e.kind() == "build.started");
+        started.filter(|e| !over.contains(e.commit_sha())).count()
     }
 
     /// The last sequence read.
@@ -139,6 +148,27 @@ pub fn commits_touching(git_dir: &Path, branch: &str, path: &str) -> Vec<GitopsC
         .expect("git log");
     assert!(out.status.success(), "git log: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).split('\x1e').filter_map(parse_commit).collect()
+}
+
+/// Every commit of `branch` in the bare repository `git_dir`, by each path it changed, newest
+/// first: one `git log` for all paths, where [`commits_touching`] walks the history once per
+/// path.
+pub fn commits_by_path(git_dir: &Path, branch: &str) -> HashMap<String, Vec<GitopsCommit>> {
+    let git_dir = git_dir.display().to_string();
+    let out = Command::new("git")
+        .args(["--git-dir", &git_dir, "log", "--format=%x1e%H%x1f%B%x1d", "--name-only", branch])
+        .output()
+        .expect("git log");
+    assert!(out.status.success(), "git log: {}", String::from_utf8_lossy(&out.stderr));
+    let mut by_path: HashMap<String, Vec<GitopsCommit>> = HashMap::new();
+    for record in String::from_utf8_lossy(&out.stdout).split('\x1e') {
+        let Some((commit, files)) = record.split_once('\x1d') else { continue };
+        let Some(commit) = parse_commit(commit) else { continue };
+        for file in files.lines().map(str::trim).filter(|f| !f.is_empty()) {
+            by_path.entry(file.to_owned()).or_default().push(commit.clone());
+        }
+    }
+    by_path
 }
 
 fn parse_commit(record: &str) -> Option<GitopsCommit> {

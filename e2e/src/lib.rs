@@ -9,13 +9,16 @@
 //! (this package's binaries, so a test can SIGKILL and restart them); [`inspect`] reads back
 //! what happened: the `SLIPWAY` stream, registry tags and the GitOps commits' trailers.
 
+pub mod admin;
 pub mod demo;
+pub mod front;
 pub mod inspect;
+pub mod outcome;
 pub mod receiver;
 pub mod service;
 pub mod webhook;
 
-pub use demo::{Database, Demo, Overrides};
+pub use demo::{Database, Demo, Overrides, Replica};
 pub use service::{Binaries, Service, Services};
 
 /// The four service binaries of this package, for a test of this package to pass to

@@ -10,10 +10,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use slipway_notifier::providers::webhook::{EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 use tokio::sync::{Notify, oneshot};
+
+/// A request the receiver holds: its event id, and the `replica` query parameter of the URL
+/// it was posted to (a replica's own config can name itself there; empty if not).
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub id: String,
+    pub replica: String,
+}
 
 #[derive(Default)]
 struct Inner {
@@ -21,8 +29,8 @@ struct Inner {
     accepted: Vec<String>,
     /// Requests whose signature did not verify: (event id, why).
     refused: Vec<(String, String)>,
-    /// Set by `hold_next`: told the held request's event id.
-    hold: Option<oneshot::Sender<String>>,
+    /// Set by `hold_next`: told the held request.
+    hold: Option<oneshot::Sender<Held>>,
     /// Requests that were held (and answered 503, had their sender still been there).
     held: Vec<String>,
 }
@@ -76,9 +84,9 @@ impl Receiver {
         self.inner().held.clone()
     }
 
-    /// Holds the next request until [`Receiver::release`]; the answer tells its event id as
-    /// soon as it arrived.
-    pub fn hold_next(&self) -> oneshot::Receiver<String> {
+    /// Holds the next request until [`Receiver::release`]; the answer tells which as soon as
+    /// it arrived.
+    pub fn hold_next(&self) -> oneshot::Receiver<Held> {
         let (tx, rx) = oneshot::channel();
         self.inner().hold = Some(tx);
         rx
@@ -129,7 +137,12 @@ destinations = ["receiver"]
     }
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let id = header(EVENT_ID_HEADER);
     if let Err(why) = verify(&shared.secret, &header(TIMESTAMP_HEADER), &header(SIGNATURE_HEADER), &body) {
@@ -139,7 +152,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     let hold = shared.inner.lock().unwrap_or_else(PoisonError::into_inner).hold.take();
     if let Some(tell) = hold {
         shared.inner.lock().unwrap_or_else(PoisonError::into_inner).held.push(id.clone());
-        let _ = tell.send(id);
+        let _ = tell.send(Held { id, replica: query.get("replica").cloned().unwrap_or_default() });
         // If the sender dies meanwhile, the server may drop this future here: nothing counted.
         shared.release.notified().await;
         return StatusCode::SERVICE_UNAVAILABLE;

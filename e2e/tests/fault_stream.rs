@@ -14,15 +14,14 @@
 //! trailers and its tag in the app's dev overlay, and every event reached the receiver exactly
 //! once, correctly signed.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use slipway_e2e::demo::{AppRepo, WEBHOOK_SECRET};
-use slipway_e2e::inspect::{self, EventLog, GitopsCommit};
+use slipway_e2e::demo::WEBHOOK_SECRET;
+use slipway_e2e::inspect::EventLog;
+use slipway_e2e::outcome::{Outcome, Pushed, Sending, collect, commit};
 use slipway_e2e::receiver::Receiver;
-use slipway_e2e::webhook::{self, Push};
+use slipway_e2e::webhook;
 use slipway_e2e::{Database, Demo, Overrides, Services, binaries};
-use tokio::task::JoinHandle;
 
 const NOTIFY_SECRET: &str = "e2e-notify-secret";
 /// The apps, one push each.
@@ -71,25 +70,22 @@ async fn a_steady_stream_of_pushes_of_many_apps_is_delivered_exactly_once_throug
     let mut suite = Suite::start(&apps).await;
     let stream = suite.send_stream(apps);
     suite.run_faults().await;
-    suite.pushes = collect(stream, &suite.services).await;
+    suite.pushes = collect(stream, || suite.services.tails(30)).await;
     let refused: usize = suite.pushes.iter().map(|p| p.refused).sum();
     suite.note(&format!("all {APPS} pushes accepted; {refused} posts refused on the way"));
     assert!(refused > 0, "no webhook was refused: ingest was never down when one came");
     suite.settle().await;
-    suite.assert_one_build_each().await;
-    suite.assert_one_dev_commit_each();
-    suite.assert_each_notification_once();
+    let outcome = suite.outcome();
+    outcome.assert_one_build_each().await;
+    outcome.assert_one_dev_commit_each();
+    let notified = outcome.assert_each_notification_once();
+    eprintln!(
+        "{} pushes, {notified} events each notified once (held and redone: {:?}), in {:.0}s",
+        suite.pushes.len(),
+        suite.receiver.held(),
+        suite.started.elapsed().as_secs_f64()
+    );
     suite.services.stop().await;
-}
-
-/// One push of the stream, once ingest accepted it.
-#[derive(Debug, Clone)]
-struct Pushed {
-    app: String,
-    sha: String,
-    delivery: String,
-    /// Posts refused before ingest accepted one.
-    refused: usize,
 }
 
 // Fields drop in order: the services stop before the servers under them.
@@ -123,7 +119,7 @@ impl Suite {
 
     /// Spawns the stream: one commit and push webhook per app, one per [`INTERVAL`] from now;
     /// each webhook is posted by a task of its own until accepted. Resets the test's clock.
-    fn send_stream(&mut self, apps: Vec<String>) -> JoinHandle<Vec<JoinHandle<Result<Pushed, String>>>> {
+    fn send_stream(&mut self, apps: Vec<String>) -> Sending {
         self.started = Instant::now();
         let start = tokio::time::Instant::now();
         let (repo, clone_url, url) = (self.demo.app_repo(), self.demo.app_url.clone(), self.demo.webhook_url.clone());
@@ -139,7 +135,7 @@ impl Suite {
                 sending.push(tokio::spawn(async move {
                     let pause = Duration::from_millis(100);
                     let refused = webhook::deliver(&http, &url, WEBHOOK_SECRET, &push, 1200, pause).await?;
-                    Ok(Pushed { app, sha: push.after, delivery: push.delivery, refused })
+                    Ok(Pushed { app, sha: push.after, delivery: push.delivery, refused, accepted: Instant::now() })
                 }));
             }
             sending
@@ -175,9 +171,9 @@ impl Suite {
             }
             Fault::KillNotifier => self.kill_notifier_mid_post().await,
             Fault::KillNats => {
-                self.demo.nats.kill().await.expect("kill -9 nats-server");
+                self.demo.nats.single().kill().await.expect("kill -9 nats-server");
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                self.demo.nats.restart().await.expect("restart nats-server");
+                self.demo.nats.single().restart().await.expect("restart nats-server");
             }
             Fault::KillPostgres => {
                 let pg = self.demo.postgres.as_mut().expect("dedicated postgres");
@@ -199,7 +195,7 @@ impl Suite {
     /// could fall between a post's 2xx and its mark: a duplicate at-least-once allows.)
     async fn kill_notifier_mid_post(&mut self) {
         let held = self.receiver.hold_next();
-        let id = tokio::time::timeout(HOLD_TIMEOUT, held).await.expect("a notification arrives").expect("held");
+        let id = tokio::time::timeout(HOLD_TIMEOUT, held).await.expect("a notification arrives").expect("held").id;
         self.note(&format!("holding the post of {id}; kill -9 notifier"));
         self.services.notifier.kill().await;
         self.receiver.release();
@@ -211,115 +207,20 @@ impl Suite {
         if self.log.refresh().await.is_err() {
             return 0;
         }
-        let over: HashSet<&str> = self
-            .log
-            .events
-            .iter()
-            .filter(|e| matches!(e.kind().as_str(), "build.succeeded" | "build.failed"))
-            .map(|e| e.commit_sha())
-            .collect();
-        let started = self.log.events.iter().filter(|e| e.kind() == "build.started");
-        started.filter(|e| !over.contains(e.commit_sha())).count()
+        self.log.builds_in_flight()
     }
 
     fn note(&self, what: &str) {
         eprintln!("[{:>5.1}s]   {what}", self.started.elapsed().as_secs_f64());
     }
 
-    /// Waits until every app's dev overlay carries its push, every event is notified and the
-    /// stream stopped growing (or the deadline passed: the assertions then say what is missing).
+    fn outcome(&mut self) -> Outcome<'_> {
+        Outcome { demo: &self.demo, receiver: &self.receiver, log: &mut self.log, pushes: &self.pushes }
+    }
+
     async fn settle(&mut self) {
-        let deadline = Instant::now() + SETTLE_TIMEOUT;
-        let (mut last_seq, mut quiet_since, mut in_dev) = (0, Instant::now(), false);
-        while Instant::now() < deadline {
-            if !in_dev {
-                in_dev = self.pushes.iter().all(|p| self.demo.overlay_tag_of(&p.app, "dev") == p.sha);
-                if in_dev {
-                    self.note("every push is in dev");
-                }
-            }
-            if self.log.refresh().await.is_ok() {
-                let counts = self.receiver.counts();
-                let complete = in_dev && self.log.notifiable().keys().all(|id| counts.contains_key(id));
-                if !complete || self.log.last_seq() != last_seq {
-                    (last_seq, quiet_since) = (self.log.last_seq(), Instant::now());
-                } else if quiet_since.elapsed() >= QUIET {
-                    self.note("settled");
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        eprintln!("not settled after {SETTLE_TIMEOUT:?}");
+        let started = self.started;
+        let note = move |what: &str| eprintln!("[{:>5.1}s]   {what}", started.elapsed().as_secs_f64());
+        self.outcome().settle(SETTLE_TIMEOUT, QUIET, &note).await;
     }
-
-    async fn assert_one_build_each(&self) {
-        let pg = self.demo.postgres.as_ref().expect("postgres");
-        for Pushed { app, sha, delivery, .. } in &self.pushes {
-            let count = |kind| self.log.of(kind, sha).len();
-            let counts =
-                (count("build.requested"), count("build.started"), count("build.succeeded"), count("build.failed"));
-            assert_eq!(
-                counts,
-                (1, 1, 1, 0),
-                "{app} {sha} (delivery {delivery}): (requested, started, succeeded, failed)"
-            );
-            let tags = inspect::registry_tags(&self.demo.registry.url(), &format!("demo/{app}")).await;
-            assert!(tags.contains(sha), "{app} {sha} is not in the registry: {tags:?}");
-            let sql = format!("SELECT state FROM builder.builds WHERE commit_sha = '{sha}'");
-            let rows = pg.psql(self.demo.db_name(), &sql).await.expect("builds");
-            assert_eq!(rows.trim(), "succeeded", "{app} {sha}: the builds rows");
-        }
-        let built: HashSet<&str> =
-            self.log.events.iter().filter(|e| e.kind() == "build.succeeded").map(|e| e.commit_sha()).collect();
-        let pushed: HashSet<&str> = self.pushes.iter().map(|p| p.sha.as_str()).collect();
-        assert_eq!(built, pushed, "builds of commits nobody pushed");
-    }
-
-    fn assert_one_dev_commit_each(&self) {
-        let gitops = self.demo.gitops_path();
-        let pushed: HashSet<&str> = self.pushes.iter().map(|p| p.sha.as_str()).collect();
-        for Pushed { app, sha, .. } in &self.pushes {
-            let dev = format!("apps/{app}/dev/kustomization.yaml");
-            let commits = inspect::commits_touching(&gitops, "main", &dev);
-            let carrying: Vec<_> = commits.iter().filter(|c| c.sources.contains(sha)).collect();
-            assert_eq!(carrying.len(), 1, "{app} {sha}: dev commits carrying it: {carrying:#?}");
-            let overlay = inspect::show(&gitops, &carrying[0].sha, &dev);
-            assert_eq!(inspect::new_tag(&overlay).as_deref(), Some(sha.as_str()), "{app} {sha}: {overlay}");
-            let unknown = |c: &&GitopsCommit| c.sources.iter().any(|s| !pushed.contains(s.as_str()));
-            let stray: Vec<_> = commits.iter().filter(unknown).collect();
-            assert!(stray.is_empty(), "{app}: dev commits for commits nobody pushed: {stray:#?}");
-            let promoter = commits.iter().filter(|c| !c.promotions.is_empty()).count();
-            assert_eq!(promoter, 1, "{app}'s dev commits: {commits:#?}");
-        }
-    }
-
-    fn assert_each_notification_once(&self) {
-        let notified = self.receiver.assert_each_once(&self.log.notifiable());
-        eprintln!(
-            "{} pushes, {notified} events each notified once (held and redone: {:?}), in {:.0}s",
-            self.pushes.len(),
-            self.receiver.held(),
-            self.started.elapsed().as_secs_f64()
-        );
-    }
-}
-
-/// Commits a change of `app` on top of `before` and builds its push webhook.
-async fn commit(repo: &AppRepo, clone_url: &str, app: &str, before: &str) -> Push {
-    let (repo, owned_app) = (repo.clone(), app.to_owned());
-    let text = format!("change of {app}");
-    let sha = tokio::task::spawn_blocking(move || repo.commit(&owned_app, &text)).await.expect("commit");
-    let message = format!("feat({app}): change of {app}");
-    Push::new(clone_url, before, &sha, &message, &[], &[&format!("apps/{app}/hello.txt")])
-}
-
-/// Every push of the stream, once accepted, in the order sent.
-async fn collect(stream: JoinHandle<Vec<JoinHandle<Result<Pushed, String>>>>, services: &Services) -> Vec<Pushed> {
-    let mut pushes = Vec::new();
-    for sending in stream.await.expect("stream") {
-        let pushed = sending.await.expect("join");
-        pushes.push(pushed.unwrap_or_else(|e| panic!("{e}\n{}", services.tails(30))));
-    }
-    pushes
 }

@@ -156,9 +156,9 @@ impl Suite {
             }
             Fault::KillNats => {
                 self.note("accepted; kill -9 nats-server");
-                self.demo.nats.kill().await.expect("kill -9 nats-server");
+                self.demo.nats.single().kill().await.expect("kill -9 nats-server");
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                self.demo.nats.restart().await.expect("restart nats-server");
+                self.demo.nats.single().restart().await.expect("restart nats-server");
             }
             Fault::KillPostgres => {
                 self.wait_event("build.started", sha).await;
@@ -188,7 +188,7 @@ impl Suite {
     async fn push_and_kill_notifier_mid_post(&mut self, push: &Push) {
         let held = self.receiver.hold_next();
         self.deliver(push).await;
-        let id = tokio::time::timeout(DELIVERY_TIMEOUT, held).await.expect("a notification arrives").expect("held");
+        let id = tokio::time::timeout(DELIVERY_TIMEOUT, held).await.expect("a notification arrives").expect("held").id;
         self.note(&format!("holding the post of {id}; kill -9 notifier"));
         self.services.notifier.kill().await;
         self.receiver.release();

@@ -7,13 +7,11 @@
 
 use std::time::Duration;
 
-use slipway_e2e::demo::{APP, DEMO_TOKEN, WEBHOOK_SECRET};
+use slipway_e2e::admin::{Client, client, connect};
+use slipway_e2e::demo::{APP, WEBHOOK_SECRET};
 use slipway_e2e::webhook::{self, Push};
 use slipway_e2e::{Database, Demo, Overrides, Services, binaries, inspect};
-use slipway_proto::v1::{self, admin_service_client::AdminServiceClient};
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::{Interceptor, interceptor::InterceptedService};
-use tonic::transport::Channel;
+use slipway_proto::v1;
 
 /// The quickstart's bound on the build and the dev commit (QUICKSTART_DEMO_TIMEOUT).
 const DEMO_TIMEOUT: Duration = Duration::from_secs(180);
@@ -84,34 +82,4 @@ async fn wait_staging_waiting(services: &Services, api: &mut Client, tag: &str) 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Adds the demo token, as `SLIPWAY_TOKEN` does for slipctl.
-#[derive(Clone)]
-struct Bearer(MetadataValue<Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-type Client = AdminServiceClient<InterceptedService<Channel, Bearer>>;
-
-fn client(channel: &Channel) -> Client {
-    let bearer = format!("Bearer {DEMO_TOKEN}").parse().expect("ascii token");
-    AdminServiceClient::with_interceptor(channel.clone(), Bearer(bearer))
-}
-
-/// Connects to the admin API (it is served once the promoter is ready).
-async fn connect(url: &str) -> Channel {
-    let endpoint = Channel::from_shared(url.to_owned()).expect("url").timeout(Duration::from_secs(10));
-    for _ in 0..150 {
-        if let Ok(channel) = endpoint.connect().await {
-            return channel;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the admin API at {url} never answered");
 }

@@ -11,6 +11,11 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/slipway.v1.serde.rs"));
 }
 
+/// Admin API metadata key set on a pipeline's refusal, holding its reason (`not-allowed`,
+/// `self-approval`, ...): it tells such a refusal from a token or role the API did not accept,
+/// which share `PERMISSION_DENIED`.
+pub const REFUSAL_HEADER: &str = "slipway-refusal";
+
 /// The encoded `FileDescriptorSet` of the contract, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/slipway_descriptor.bin"));
 

@@ -6,7 +6,7 @@
 use crate::error::{Invalid, Problem};
 use crate::generate;
 use crate::load::{Loaded, Tree, load};
-use crate::model::{App, Build, Freeze, OwnersMode, Pipeline, Policy, Source, Stage, TargetKind, Team};
+use crate::model::{App, Build, OwnersMode, Pipeline, Policy, Source, Stage, TargetKind, Team};
 use globset::Glob;
 use serde::{Deserialize, Serialize};
 use slipway_mesh::names::{AppName, EnvName, ImageTag, RepoName};
@@ -67,6 +67,9 @@ pub struct Target {
     pub key: Option<String>,
     pub digest_key: Option<String>,
     pub value: Option<String>,
+    /// `owner/name` on GitHub, for a stage in PR mode.
+    #[serde(default)]
+    pub github_repository: Option<String>,
 }
 
 impl Catalog {
@@ -190,8 +193,21 @@ impl Cx {
                 self.problems.push(file.problem(key(i, "auto_rollback"), "is not supported with pull_request: true"));
             }
             for (j, window) in stage.freeze.iter().enumerate() {
-                if let Err(e) = check_freeze(window) {
+                if let Err(e) = window.validate() {
                     self.problems.push(file.problem(key(i, &format!("freeze[{j}]")), e));
+                }
+            }
+            for (field, reason) in stage.scan.iter().flat_map(|scan| scan.problems()) {
+                self.problems.push(file.problem(key(i, &format!("scan.{field}")), reason));
+            }
+            let mut names = std::collections::BTreeSet::new();
+            for (j, check) in stage.verification.iter().enumerate() {
+                for (field, reason) in check.problems() {
+                    self.problems.push(file.problem(key(i, &format!("verification[{j}].{field}")), reason));
+                }
+                if !names.insert(check.name()) {
+                    let field = key(i, &format!("verification[{j}].name"));
+                    self.problems.push(file.problem(field, "two checks of this stage share this name"));
                 }
             }
         }
@@ -341,7 +357,23 @@ impl Cx {
                     ),
                 );
             }
-            stages.push(AppStage { deploy: target(app, &stage.name), stage: resolved });
+            let deploy = target(app, &stage.name);
+            match &deploy.github_repository {
+                Some(name) if !is_repo_name(name) => {
+                    bad(self, "deploy.github_repository", format!("{name:?} is not \"owner/name\""));
+                }
+                None if resolved.pull_request => bad(
+                    self,
+                    "deploy.github_repository",
+                    format!(
+                        "stage {} opens pull requests (pull_request: true) and {:?} is not on github.com: \
+                         name the repository on GitHub (owner/name)",
+                        stage.name, deploy.repository
+                    ),
+                ),
+                _ => {}
+            }
+            stages.push(AppStage { deploy, stage: resolved });
         }
         if self.problems.len() > before {
             return;
@@ -391,6 +423,15 @@ fn check_deploy(app: &App, bad: &mut dyn FnMut(&str, String)) {
         }
         _ => {}
     }
+    let keys = [("deploy.key", &d.key), ("deploy.digest_key", &d.digest_key)]
+        .into_iter()
+        .filter_map(|(field, key)| key.as_ref().map(|k| (field, k)))
+        .chain(d.stages.values().filter_map(|o| o.key.as_ref().map(|k| ("deploy.stages", k))));
+    for (field, key) in keys {
+        if let Err(e) = crate::keypath::parse(key) {
+            bad(field, e);
+        }
+    }
     if let Some(value) = &d.value
         && !["{image}", "{tag}", "{digest}"].iter().any(|p| value.contains(p))
     {
@@ -416,6 +457,10 @@ fn target(app: &App, stage: &str) -> Target {
         set_new_name: d.set_new_name,
         key: key.map(|k| fill(&k)),
         digest_key: d.digest_key.clone(),
+        github_repository: over
+            .github_repository
+            .or_else(|| d.github_repository.clone())
+            .or_else(|| github_name(over.repository.as_deref().unwrap_or(&d.repository))),
         value: match d.kind {
             TargetKind::Yaml => Some(d.value.clone().unwrap_or_else(|| "{image}:{tag}".to_owned())),
             _ => d.value.clone(),
@@ -423,27 +468,19 @@ fn target(app: &App, stage: &str) -> Target {
     }
 }
 
-fn check_freeze(window: &Freeze) -> Result<(), String> {
-    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-    if let Some(day) = window.days.iter().find(|d| !DAYS.contains(&d.as_str())) {
-        return Err(format!("days: {day:?} is not one of {DAYS:?}"));
-    }
-    for (field, time) in [("start", &window.start), ("end", &window.end)] {
-        let ok = time.split_once(':').is_some_and(|(h, m)| {
-            h.len() == 2
-                && m.len() == 2
-                && h.parse::<u8>().is_ok_and(|h| h < 24)
-                && m.parse::<u8>().is_ok_and(|m| m < 60)
-        });
-        if !ok {
-            return Err(format!("{field}: {time:?} is not HH:MM"));
-        }
-    }
-    window
-        .time_zone
-        .parse::<chrono_tz::Tz>()
-        .map(|_| ())
-        .map_err(|_| format!("time_zone: {:?} is not an IANA time zone", window.time_zone))
+/// `owner/name` of a github.com clone URL (`https://github.com/o/n.git`, `git@github.com:o/n`).
+fn github_name(url: &str) -> Option<String> {
+    let rest = ["https://github.com/", "http://github.com/", "ssh://git@github.com/", "git@github.com:"]
+        .iter()
+        .find_map(|prefix| url.strip_prefix(prefix))?;
+    let name = rest.trim_end_matches('/').trim_end_matches(".git");
+    is_repo_name(name).then(|| name.to_owned())
+}
+
+fn is_repo_name(name: &str) -> bool {
+    let part =
+        |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    name.split_once('/').is_some_and(|(owner, repo)| part(owner) && part(repo) && repo != "." && repo != "..")
 }
 
 fn extend_unique(list: &mut Vec<String>, more: &[String]) {

@@ -12,10 +12,14 @@
 
 pub mod compile;
 pub mod error;
+pub mod freeze;
 pub mod generate;
+pub mod keypath;
 pub mod load;
 pub mod locate;
 pub mod model;
+pub mod scan;
+pub mod verify;
 
 pub use compile::{AppStage, Catalog, CompiledApp, Target, build};
 pub use error::{Invalid, Problem};

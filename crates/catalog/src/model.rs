@@ -6,6 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use crate::freeze::FreezeWindow;
+
 /// One catalog file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -80,7 +82,7 @@ pub struct Stage {
     pub required_gates: Vec<String>,
     /// No promotion starts inside these windows, unless an admin overrides.
     #[serde(default)]
-    pub freeze: Vec<Freeze>,
+    pub freeze: Vec<FreezeWindow>,
     /// Roll back automatically when the stage degrades within the watch window.
     #[serde(default)]
     pub auto_rollback: bool,
@@ -90,6 +92,14 @@ pub struct Stage {
     /// Open a pull request instead of pushing to the branch.
     #[serde(default)]
     pub pull_request: bool,
+    /// The supply-chain gate: which findings of the image's vulnerability scan keep it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<crate::scan::ScanPolicy>,
+    /// Checks run once the stage is healthy at a new version (Prometheus analysis with Argo
+    /// Rollouts' semantics, web requests, Kubernetes Jobs); the next stage opens only when all
+    /// of them passed, and a failure counts as the stage degrading.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verification: Vec<crate::verify::Check>,
 }
 
 fn one() -> u32 {
@@ -98,26 +108,6 @@ fn one() -> u32 {
 
 fn watch_window() -> u64 {
     15 * 60
-}
-
-/// A recurring window in which nothing is promoted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Freeze {
-    /// `mon` … `sun`; empty means every day.
-    #[serde(default)]
-    pub days: Vec<String>,
-    /// `HH:MM`, inclusive.
-    pub start: String,
-    /// `HH:MM`, inclusive; before `start` runs over midnight.
-    pub end: String,
-    /// An IANA time zone (`Europe/Berlin`).
-    #[serde(default = "utc")]
-    pub time_zone: String,
-}
-
-fn utc() -> String {
-    "UTC".to_owned()
 }
 
 /// An app: what Slipway builds and deploys, once.
@@ -225,6 +215,10 @@ pub struct Deploy {
     /// yaml: the value written, from `{image}`, `{tag}` and `{digest}` (`{image}:{tag}` when unset).
     #[serde(default)]
     pub value: Option<String>,
+    /// `owner/name` of the GitOps repository on GitHub, where stages with `pull_request: true`
+    /// open pull requests; taken from `repository` when that is a github.com URL.
+    #[serde(default)]
+    pub github_repository: Option<String>,
     /// Per stage: another repository, branch or path.
     #[serde(default)]
     pub stages: BTreeMap<String, DeployOverride>,
@@ -242,6 +236,7 @@ pub struct DeployOverride {
     pub branch: Option<String>,
     pub path: Option<String>,
     pub key: Option<String>,
+    pub github_repository: Option<String>,
 }
 
 /// Whether an app's owners add to the pipeline's approvers or replace them.

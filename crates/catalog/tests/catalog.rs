@@ -178,6 +178,20 @@ fn problems_name_file_line_key_and_reason() {
     let found = problems(&[("slipway.yaml", &zone)]);
     assert_eq!(found, ["slipway.yaml:12: pipelines.p.stages[1].freeze[0]: start: \"25:00\" is not HH:MM"]);
 
+    let checks = BASE.replace(
+        "        teams: [qa]\n",
+        "        teams: [qa]\n        verification:\n          - web: { name: smoke, url: \"http://{app}.{stage}/healthz\" }\n          \
+         - prometheus: { name: smoke, address: \"http://prom:9090\", query: up, successCondition: \"result[0] >=\" }\n",
+    );
+    let found = problems(&[("slipway.yaml", &checks)]);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found[0].starts_with("slipway.yaml:14: pipelines.p.stages[1].verification[1].count: is required"),
+        "{found:?}"
+    );
+    assert!(found[1].contains("pipelines.p.stages[1].verification[1].successCondition: "), "{found:?}");
+    assert!(found[2].ends_with("pipelines.p.stages[1].verification[1].name: two checks of this stage share this name"));
+
     let args = BASE.replace(
         "    image: reg.example/acme/a\n",
         "    build: { args: { \"BAD-NAME\": x } }\n    image: reg.example/acme/a\n",
@@ -191,6 +205,31 @@ fn problems_name_file_line_key_and_reason() {
     let broken = problems(&[("slipway.yaml", "apps: [\n")]);
     assert!(broken[0].starts_with("slipway.yaml:2: "), "{broken:?}");
     assert_eq!(problems(&[("other.yaml", "")]), ["slipway.yaml: no such file in the repository (or not UTF-8)"]);
+}
+
+#[test]
+fn pull_requests_need_the_github_repository_and_key_paths_are_checked() {
+    let pr = BASE.replace("        teams: [qa]\n", "        teams: [qa]\n        pull_request: true\n");
+    let found = problems(&[("slipway.yaml", &pr)]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("slipway.yaml:17: apps[0].deploy.github_repository: stage prod opens pull requests"),
+        "{found:?}"
+    );
+    let named = pr.replace("kind: kustomize }", "kind: kustomize, github_repository: acme/deploy }");
+    let catalog = build(&tree(&[("slipway.yaml", &named)]), "slipway.yaml", &mono).expect("named");
+    assert_eq!(catalog.apps["a"].stages[1].deploy.github_repository.as_deref(), Some("acme/deploy"));
+    let on_github = pr.replace("git://h/d", "https://github.com/acme/deploy.git");
+    let catalog = build(&tree(&[("slipway.yaml", &on_github)]), "slipway.yaml", &mono).expect("on github");
+    assert_eq!(catalog.apps["a"].stages[1].deploy.github_repository.as_deref(), Some("acme/deploy"));
+
+    let yaml = BASE.replace("kind: kustomize }", "kind: yaml, key: \"spec.params[name=image\" }");
+    let found = problems(&[("slipway.yaml", &yaml)]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("slipway.yaml:16: apps[0].deploy.key: \"spec.params[name=image\" is not a key path"),
+        "{found:?}"
+    );
 }
 
 #[test]

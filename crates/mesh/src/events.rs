@@ -146,10 +146,21 @@ event_table! {
     SourcePing => SourcePing, "source", "ping", |p| Ok(vec![optional(&p.repository, repo_token)?]);
     ChatopsCommand => ChatopsCommand, "chatops", "command",
         |p| Ok(vec![optional(&p.app, app_token)?, optional(&p.env, env_token)?]);
+    CommandRefused => CommandRefused, "command", "refused",
+        |p| Ok(vec![optional(&p.app, app_token)?, optional(&p.stage, env_token)?]);
     BuildRequested => BuildRequested, "build", "requested", |p| Ok(vec![app_token(&p.app)?]);
     BuildStarted => BuildStarted, "build", "started", |p| Ok(vec![app_token(&p.app)?]);
     BuildSucceeded => BuildSucceeded, "build", "succeeded", |p| Ok(vec![app_token(&p.app)?]);
     BuildFailed => BuildFailed, "build", "failed", |p| Ok(vec![optional(&p.app, app_token)?]);
+    BuildScanned => BuildScanned, "build", "scanned", |p| Ok(vec![app_token(&p.app)?]);
+    BuildScanFailed => BuildScanFailed, "build", "scan-failed", |p| Ok(vec![app_token(&p.app)?]);
+    ScanRequested => ScanRequested, "scan", "requested", |p| Ok(vec![app_token(&p.app)?, env_token(&p.stage)?]);
+    VerificationRequested => VerificationRequested, "verification", "requested",
+        |p| Ok(vec![app_token(&p.app)?, env_token(&p.stage)?]);
+    VerificationMeasured => VerificationMeasured, "verification", "measured",
+        |p| Ok(vec![app_token(&p.app)?, env_token(&p.stage)?]);
+    VerificationCompleted => VerificationCompleted, "verification", "completed",
+        |p| Ok(vec![app_token(&p.app)?, env_token(&p.stage)?]);
     PromotionRequested => PromotionRequested, "promotion", "requested", |p| Ok(vec![app_token(&p.app)?, env_token(&p.stage)?]);
     PromotionCommitted => PromotionCommitted, "promotion", "committed", |p| Ok(vec![app_token(&p.app)?, env_token(&p.stage)?]);
     PromotionSynced => PromotionSynced, "promotion", "synced", |p| Ok(vec![app_token(&p.app)?, env_token(&p.stage)?]);

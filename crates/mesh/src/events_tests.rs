@@ -93,6 +93,7 @@ fn samples() -> Vec<Payload> {
             source: source(),
             image: image(),
             duration_ms: 1234,
+            sbom_digest: String::new(),
             ..Default::default()
         }
         .into_payload(),
@@ -175,6 +176,15 @@ fn samples() -> Vec<Payload> {
             ..Default::default()
         }
         .into_payload(),
+        v1::CommandRefused {
+            app: app.clone(),
+            stage: stage.clone(),
+            command: v1::CommandKind::Rollback.into(),
+            actor: "a".into(),
+            reason: "nothing-to-roll-back-to".into(),
+            ..Default::default()
+        }
+        .into_payload(),
         v1::HoldPlaced { app: app.clone(), stage: stage.clone(), actor: "a".into(), reason: "rollback".into() }
             .into_payload(),
         v1::HoldReleased { app: app.clone(), stage, actor: "a".into(), reason: "fixed".into() }.into_payload(),
@@ -218,6 +228,83 @@ fn samples() -> Vec<Payload> {
             in_force_commit: String::new(),
         }
         .into_payload(),
+        v1::BuildScanned {
+            build_id: "b-1".into(),
+            app: "writer".into(),
+            image: Some(v1::ImageRef {
+                repository: "r/w".into(),
+                tag: SHA.into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+            }),
+            sbom_digest: format!("sha256:{}", "b".repeat(64)),
+            scanner: "trivy".into(),
+            scanner_version: "0.58.1".into(),
+            db_version: "2".into(),
+            counts: vec![v1::SeverityCount { severity: "CRITICAL".into(), total: 1, fixable: 1 }],
+            findings: vec![v1::Finding {
+                id: "CVE-2019-18276".into(),
+                package: "bash".into(),
+                installed_version: "5.0-4".into(),
+                fixed_version: "5.0-5".into(),
+                severity: "CRITICAL".into(),
+                link: "https://avd.aquasec.com/nvd/cve-2019-18276".into(),
+            }],
+            finding_count: 1,
+            scanned_at: Some(pbjson_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+            duration_ms: 1200,
+            request_id: String::new(),
+        }
+        .into_payload(),
+        v1::BuildScanFailed {
+            build_id: "b-1".into(),
+            app: "writer".into(),
+            scanner: "grype".into(),
+            reason: "timeout".into(),
+            message: "no report within 300s".into(),
+            ..Default::default()
+        }
+        .into_payload(),
+        v1::ScanRequested {
+            request_id: "r-1".into(),
+            app: "writer".into(),
+            stage: "prod".into(),
+            reason: "stale".into(),
+            ..Default::default()
+        }
+        .into_payload(),
+        v1::VerificationRequested {
+            request_id: "v-1".into(),
+            promotion_id: "writer-staging-4b52662-2".into(),
+            app: "writer".into(),
+            stage: "staging".into(),
+            requested_by: "healthy".into(),
+            ..Default::default()
+        }
+        .into_payload(),
+        v1::VerificationMeasured {
+            request_id: "v-1".into(),
+            app: "writer".into(),
+            stage: "staging".into(),
+            check: "success-rate".into(),
+            phase: "successful".into(),
+            value: "0.98".into(),
+            ..Default::default()
+        }
+        .into_payload(),
+        v1::VerificationCompleted {
+            request_id: "v-1".into(),
+            app: "writer".into(),
+            stage: "staging".into(),
+            verdict: "failed".into(),
+            checks: vec![v1::CheckOutcome {
+                check: "success-rate".into(),
+                verdict: "failed".into(),
+                message: "failed (3) > failureLimit (2)".into(),
+                measurements: 3,
+            }],
+            ..Default::default()
+        }
+        .into_payload(),
     ]
 }
 
@@ -250,12 +337,19 @@ fn encode(payload: &Payload) -> (EventKind, Vec<u8>, String) {
         ApprovalRequested,
         ApprovalGranted,
         ApprovalRejected,
+        CommandRefused,
         HoldPlaced,
         HoldReleased,
         NotificationSent,
         NotificationFailed,
         CatalogPublished,
-        CatalogRejected
+        CatalogRejected,
+        BuildScanned,
+        BuildScanFailed,
+        ScanRequested,
+        VerificationRequested,
+        VerificationMeasured,
+        VerificationCompleted
     )
 }
 

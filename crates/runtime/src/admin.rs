@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Result;
 
-pub use checks::{ReadinessCheck, db_check, nats_check};
+pub use checks::{NotReady, Readiness, ReadinessCheck, db_check, nats_check};
 
 /// Content type of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -145,7 +145,7 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     let runs = state.checks.iter().map(|check| async move {
         let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check.check()).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(format!("no answer within {}s", CHECK_TIMEOUT.as_secs())),
+            Err(_) => Err(NotReady(format!("no answer within {}s", CHECK_TIMEOUT.as_secs()))),
         };
         (check.name(), outcome)
     });
@@ -154,8 +154,10 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
         state.checks.iter().zip(&outcomes).any(|(check, (_, outcome))| check.required() == required && outcome.is_err())
     };
     let (ready, degraded) = (!failing(true), failing(false));
-    let checks: BTreeMap<&str, String> =
-        outcomes.into_iter().map(|(name, outcome)| (name, outcome.err().unwrap_or_else(|| "ok".to_owned()))).collect();
+    let checks: BTreeMap<&str, String> = outcomes
+        .into_iter()
+        .map(|(name, outcome)| (name, outcome.err().map_or_else(|| "ok".to_owned(), |e| e.0)))
+        .collect();
     if !ready || degraded {
         tracing::warn!(?checks, ready, "not fully ready");
     }

@@ -111,6 +111,11 @@ impl CatalogStore {
         Ok(revision)
     }
 
+    /// Follows the revisions put after now.
+    async fn watch(&self) -> Result<kv::Watch> {
+        self.kv.watch(KEY).await.map_err(|e| nats("catalog watch")(e.to_string()))
+    }
+
     /// The revision in force, if any.
     pub async fn current(&self) -> Result<Option<Revision>> {
         let entry = self.kv.entry(KEY).await.map_err(|e| nats("catalog revision")(e.to_string()))?;
@@ -150,15 +155,21 @@ pub async fn open(client: &async_nats::Client, replicas: usize, shutdown: &Cance
     crate::service::retry("catalog bucket", shutdown, || CatalogStore::open(&js, replicas)).await
 }
 
-/// [`open`], then follows the revision in force until `shutdown`: what a service that takes
-/// its apps from the catalog starts with.
-pub async fn follow(
-    client: &async_nats::Client,
-    replicas: usize,
-    shutdown: &CancellationToken,
-) -> Result<(CatalogStore, Live)> {
-    let store = open(client, replicas, shutdown).await?;
-    let (live, _task) = Live::watch(store.clone(), shutdown.child_token()).await?;
+/// [`open`], then follows the revision in force until the service stops (the watch is one
+/// of its tasks): what a service that takes its apps from the catalog starts with.
+pub async fn follow(running: &crate::service::Running) -> Result<(CatalogStore, Live)> {
+    follow_as(running, |catalog| catalog).await
+}
+
+/// [`follow`], keeping only `view` of each revision (a service's own form of it): the
+/// compiled catalog is dropped once converted.
+pub async fn follow_as<T: Send + Sync + 'static>(
+    running: &crate::service::Running,
+    view: impl Fn(Catalog) -> T + Send + Sync + 'static,
+) -> Result<(CatalogStore, Live<T>)> {
+    let store = open(&running.ctx.client, running.replicas, &running.shutdown).await?;
+    let (live, task) = Live::watch_as(store.clone(), running.shutdown.child_token(), view).await?;
+    running.spawn("catalog watch", task);
     Ok((store, live))
 }
 
@@ -179,29 +190,76 @@ fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
-/// A catalog revision with its compiled catalog.
+/// A catalog revision with the view of it a service keeps (the compiled catalog itself by
+/// default).
 #[derive(Debug, Clone, Default)]
-pub struct InForce {
+pub struct InForce<T = Catalog> {
     /// `None` before any revision was published.
     pub revision: Option<Revision>,
-    pub catalog: Arc<Catalog>,
+    pub catalog: Arc<T>,
 }
 
+/// How a [`Live`] turns a loaded catalog into what it keeps.
+type View<T> = Arc<dyn Fn(Catalog) -> T + Send + Sync>;
+
 /// The revision in force, kept current by a watch on the bucket.
-#[derive(Debug, Clone, Default)]
-pub struct Live {
-    current: Arc<RwLock<Arc<InForce>>>,
+pub struct Live<T = Catalog> {
+    current: Arc<RwLock<Arc<InForce<T>>>>,
+    view: View<T>,
+}
+
+impl<T> Clone for Live<T> {
+    fn clone(&self) -> Self {
+        Self { current: self.current.clone(), view: self.view.clone() }
+    }
+}
+
+impl<T> std::fmt::Debug for Live<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let current = self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f.debug_struct("Live").field("revision", &current.revision).finish_non_exhaustive()
+    }
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self::fixed(Catalog::default())
+    }
 }
 
 impl Live {
     /// A fixed catalog (a local file; tests).
     pub fn fixed(catalog: Catalog) -> Self {
         let current = Arc::new(InForce { revision: None, catalog: Arc::new(catalog) });
-        Self { current: Arc::new(RwLock::new(current)) }
+        Self { current: Arc::new(RwLock::new(current)), view: Arc::new(|catalog| catalog) }
+    }
+
+    /// Puts `catalog` of `revision` in force at once if it is newer than the one held: for
+    /// the publisher itself, whose next decision must not wait for its own watch to see it.
+    pub fn install(&self, revision: Revision, catalog: Arc<Catalog>) {
+        if revision.sequence > self.sequence() {
+            self.set(InForce { revision: Some(revision), catalog });
+        }
+    }
+
+    /// Loads the revision in force and follows the bucket until `shutdown`.
+    pub async fn watch(
+        store: CatalogStore,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>)> {
+        Self::watch_as(store, shutdown, |catalog| catalog).await
+    }
+}
+
+impl<T: Send + Sync + 'static> Live<T> {
+    /// No revision yet: `view` of an empty catalog.
+    fn empty(view: View<T>) -> Self {
+        let current = Arc::new(InForce { revision: None, catalog: Arc::new(view(Catalog::default())) });
+        Self { current: Arc::new(RwLock::new(current)), view }
     }
 
     /// What is in force now. Hold on to it for the work in hand.
-    pub fn get(&self) -> Arc<InForce> {
+    pub fn get(&self) -> Arc<InForce<T>> {
         self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
@@ -216,61 +274,75 @@ impl Live {
         if let Some(revision) = store.current().await?
             && revision.sequence > self.sequence()
         {
-            let catalog = store.load(&revision).await?;
+            let catalog = (self.view)(store.load(&revision).await?);
             self.set(InForce { revision: Some(revision), catalog: Arc::new(catalog) });
         }
         Ok(())
     }
 
-    /// Puts `catalog` of `revision` in force at once if it is newer than the one held: for
-    /// the publisher itself, whose next decision must not wait for its own watch to see it.
-    pub fn install(&self, revision: Revision, catalog: Arc<Catalog>) {
-        if revision.sequence > self.sequence() {
-            self.set(InForce { revision: Some(revision), catalog });
-        }
-    }
-
-    fn set(&self, in_force: InForce) {
+    fn set(&self, in_force: InForce<T>) {
         let sequence = in_force.revision.as_ref().map_or(0, |r| r.sequence);
+        let mut current = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A refresh and the watch may load the same revision; the newer one wins.
+        if current.revision.as_ref().map_or(0, |r| r.sequence) > sequence {
+            return;
+        }
         metrics::gauge!("slipway_catalog_revision").set(sequence as f64);
-        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(in_force);
+        *current = Arc::new(in_force);
     }
 
     /// Loads the revision in force and follows the bucket until `shutdown`: each new revision
-    /// is loaded whole, then swapped in at once.
-    pub async fn watch(
+    /// is loaded whole, turned into `view`, then swapped in at once.
+    pub async fn watch_as(
         store: CatalogStore,
         shutdown: CancellationToken,
+        view: impl Fn(Catalog) -> T + Send + Sync + 'static,
     ) -> Result<(Self, tokio::task::JoinHandle<()>)> {
-        let live = Self::default();
-        let mut updates = store.kv.watch(KEY).await.map_err(|e| nats("catalog watch")(e.to_string()))?;
-        if let Some(revision) = store.current().await? {
-            let catalog = store.load(&revision).await?;
-            live.set(InForce { revision: Some(revision), catalog: Arc::new(catalog) });
-        }
+        let live = Self::empty(Arc::new(view));
+        // NATS may be away for a moment at start: wait for it rather than fail the service.
+        let mut updates = crate::service::retry("catalog watch", &shutdown, || store.watch()).await?;
+        crate::service::retry("catalog load", &shutdown, || live.refresh(&store)).await?;
         let follower = live.clone();
         let task = tokio::spawn(async move {
+            // Catches up with the newest revision after a failure, retrying until it is loaded
+            // (or the service stops): a revision missed for a moment must not stay missed.
+            let catch_up = async |follower: &Self| {
+                crate::service::retry("catalog load", &shutdown, || follower.refresh(&store)).await.is_ok()
+            };
             loop {
                 let entry = tokio::select! {
                     () = shutdown.cancelled() => return,
                     entry = updates.next() => entry,
                 };
-                let Some(Ok(entry)) = entry else {
-                    tracing::warn!("catalog watch ended; the revision in force stays");
-                    return;
+                let entry = match entry {
+                    Some(Ok(entry)) => entry,
+                    _ => {
+                        tracing::warn!("catalog watch ended; watching again");
+                        match crate::service::retry("catalog watch", &shutdown, || store.watch()).await {
+                            Ok(again) => updates = again,
+                            Err(_) => return,
+                        }
+                        if !catch_up(&follower).await {
+                            return;
+                        }
+                        continue;
+                    }
                 };
-                let known = follower.get().revision.as_ref().map_or(0, |r| r.sequence);
-                if entry.operation != kv::Operation::Put || entry.revision <= known {
+                if entry.operation != kv::Operation::Put || entry.revision <= follower.sequence() {
                     continue;
                 }
                 match async { store.load(&revision_of(&entry)?).await.map(|c| (revision_of(&entry), c)) }.await {
                     Ok((Ok(revision), catalog)) => {
                         tracing::info!(commit = %revision.commit, apps = revision.apps, "catalog revision in force");
                         metrics::counter!("slipway_catalog_switches_total").increment(1);
-                        follower.set(InForce { revision: Some(revision), catalog: Arc::new(catalog) });
+                        let catalog = Arc::new((follower.view)(catalog));
+                        follower.set(InForce { revision: Some(revision), catalog });
                     }
                     Ok((Err(e), _)) | Err(e) => {
-                        tracing::error!(error = %e, "catalog revision not loaded; the one in force stays")
+                        tracing::warn!(error = %e, "catalog revision not loaded yet; loading it again");
+                        if !catch_up(&follower).await {
+                            return;
+                        }
                     }
                 }
             }

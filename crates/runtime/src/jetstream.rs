@@ -17,7 +17,8 @@ fn nats_err(context: &str, e: impl std::fmt::Display) -> Error {
     Error::Nats(format!("{context}: {e}"))
 }
 
-/// Connects to NATS. The client reconnects by itself for ever; the first connect is
+/// Connects to NATS: to any of the servers `nats.url` lists (comma separated), learning the
+/// rest of a cluster from them. The client reconnects by itself for ever; the first connect is
 /// retried too, so a service can start (not ready) while NATS is still down.
 pub async fn connect(cfg: &NatsConfig, client_name: &str) -> Result<async_nats::Client> {
     let mut opts = async_nats::ConnectOptions::new()
@@ -30,7 +31,9 @@ pub async fn connect(cfg: &NatsConfig, client_name: &str) -> Result<async_nats::
     if let Some(path) = &cfg.credentials_file {
         opts = opts.credentials_file(path).await.map_err(|e| nats_err("nats.credentials_file", e))?;
     }
-    opts.connect(cfg.url.as_str()).await.map_err(|e| nats_err("connect", e))
+    // async-nats parses a `&str` as one address; `nats.url` may list a cluster's servers.
+    let servers: Vec<&str> = cfg.url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    opts.connect(servers).await.map_err(|e| nats_err("connect", e))
 }
 
 /// The stream's configuration: `slipway.>`, file storage, a duplicate window of at least
@@ -52,7 +55,13 @@ pub fn stream_config(cfg: &NatsConfig) -> stream::Config {
 /// Creates the stream, or brings an existing one to our settings.
 pub async fn ensure_stream(js: &jetstream::Context, cfg: &NatsConfig) -> Result<stream::Stream> {
     let wanted = stream_config(cfg);
-    let mut stream = js.get_or_create_stream(wanted.clone()).await.map_err(|e| nats_err("create stream", e))?;
+    let mut stream = match js.get_or_create_stream(wanted.clone()).await {
+        Ok(stream) => stream,
+        // Another process made it between this one's lookup and its create (two replicas, or a
+        // test and the service starting together): nats-server 2.9 then answers "subjects
+        // overlap with an existing stream". It is there now.
+        Err(first) => js.get_stream(STREAM_NAME).await.map_err(|_| nats_err("create stream", first))?,
+    };
     let info = stream.info().await.map_err(|e| nats_err("stream info", e))?;
     let have = &info.config;
     let differs = have.subjects != wanted.subjects
@@ -209,7 +218,11 @@ impl Publisher {
     }
 
     /// Publishes an already prepared event (the outbox relay and ingest's spool use this).
-    /// When the envelope has no trace context, the current span's is injected.
+    ///
+    /// The publish span continues the trace the envelope carries (the span that enqueued or
+    /// spooled it), not the relay's or replay loop's, and the consumer then continues the
+    /// publish span: one trace from the cause to the consumer. Without a trace context on the
+    /// envelope, the current span is the parent.
     pub async fn publish_envelope(&self, envelope: &Envelope, body: Bytes) -> Result<Published> {
         let span = tracing::info_span!(
             "publish",
@@ -218,11 +231,13 @@ impl Publisher {
             event.id = %envelope.id,
             event.kind = %envelope.kind,
         );
+        let mut headers = envelope.to_headers();
+        if envelope.traceparent.is_some() {
+            telemetry::set_parent(&span, telemetry::extract_nats(&headers));
+        }
         async {
-            let mut headers = envelope.to_headers();
-            if envelope.traceparent.is_none() {
-                telemetry::inject_nats(&mut headers);
-            }
+            // Replaces the envelope's traceparent (if any) with the publish span's.
+            telemetry::inject_nats(&mut headers);
             self.check_size(envelope, &headers, &body)?;
             let started = Instant::now();
             let ack = self

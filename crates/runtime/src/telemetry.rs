@@ -1,6 +1,7 @@
 //! Logs and traces: one `tracing` subscriber per process, bridged to OpenTelemetry.
 //!
-//! [`init`] installs JSON (or pretty) logs filtered by `telemetry.filter`/`RUST_LOG`, and a
+//! [`init`] installs JSON (or pretty) logs, each JSON line with the `trace_id` and `span_id` of
+//! its span, filtered by `telemetry.filter`/`RUST_LOG`, and a
 //! `tracing-opentelemetry` layer over an SDK tracer provider, so every `tracing` span has a
 //! W3C trace id. When `telemetry.otlp_endpoint` is set, spans are also batched to a collector
 //! over OTLP/gRPC. The trace context crosses process boundaries through NATS headers and gRPC
@@ -8,6 +9,7 @@
 //! runs from webhook to production. [`capture_spans`] records spans in memory for tests.
 
 mod capture;
+mod json;
 mod propagation;
 
 use opentelemetry::global;
@@ -25,7 +27,9 @@ use crate::{Error, Result};
 
 pub use capture::{SpanCapture, capture_spans};
 pub use opentelemetry_sdk::trace::SpanData;
-pub use propagation::{current_traceparent, extract_grpc, extract_nats, inject_grpc, inject_nats, set_parent};
+pub use propagation::{
+    context_of, current_traceparent, extract_grpc, extract_nats, inject_grpc, inject_nats, set_parent, trace_id_of,
+};
 
 /// Keeps the tracer provider alive; shutting it down exports the spans still queued.
 ///
@@ -96,14 +100,12 @@ pub fn init(cfg: &TelemetryConfig, service: &'static str) -> Result<TelemetryGua
     let filter = env_filter(&cfg.filter)?;
     let (provider, export) = tracer_provider(cfg, service)?;
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+    let slot = json::DispatchSlot::default();
     let (json, pretty) = match cfg.log_format {
-        LogFormat::Json => {
-            let layer = fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false);
-            (Some(layer), None)
-        }
+        LogFormat::Json => (Some(json::layer(slot.clone(), std::io::stdout)), None),
         LogFormat::Pretty => (None, Some(fmt::layer().pretty())),
     };
-    let installed = Registry::default().with(filter).with(json).with(pretty).with(otel).try_init();
+    let installed = Registry::default().with(filter).with(slot).with(json).with(pretty).with(otel).try_init();
     if let Err(e) = installed {
         let _ = provider.shutdown();
         return Err(Error::Telemetry(format!("already initialised: {e}")));

@@ -23,9 +23,12 @@ impl ReadinessCheck for Toggle {
         "toggle"
     }
 
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn check(&self) -> BoxFuture<'_, slipway_runtime::admin::Readiness> {
         let ready = self.0.load(Ordering::SeqCst);
-        async move { if ready { Ok(()) } else { Err("switched off by the test".to_owned()) } }.boxed()
+        async move {
+            if ready { Ok(()) } else { Err(slipway_runtime::admin::NotReady("switched off by the test".to_owned())) }
+        }
+        .boxed()
     }
 }
 
@@ -37,9 +40,9 @@ impl ReadinessCheck for Optional {
         "optional"
     }
 
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn check(&self) -> BoxFuture<'_, slipway_runtime::admin::Readiness> {
         let ready = self.0.load(Ordering::SeqCst);
-        async move { if ready { Ok(()) } else { Err("spooling".to_owned()) } }.boxed()
+        async move { if ready { Ok(()) } else { Err(slipway_runtime::admin::NotReady("spooling".to_owned())) } }.boxed()
     }
 
     fn required(&self) -> bool {

@@ -165,3 +165,13 @@ async fn init_exports_over_otlp_and_works_once() -> Result<()> {
     assert!(seen.contains(&("otlp-test".to_owned(), "exported".to_owned())), "{seen:?}");
     Ok(())
 }
+
+#[test]
+fn a_traceparent_names_its_trace() {
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    assert_eq!(telemetry::trace_id_of(tp).as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
+    assert_eq!(telemetry::trace_id_of("00-00000000000000000000000000000000-b7ad6b7169203331-01"), None);
+    assert_eq!(telemetry::trace_id_of("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01"), None);
+    assert_eq!(telemetry::trace_id_of("garbage"), None);
+    assert_eq!(telemetry::trace_id_of(""), None);
+}

@@ -42,6 +42,10 @@ pub enum Error {
     #[error("{what} did not exit within {timeout:?}")]
     Timeout { what: String, timeout: Duration },
 
+    /// A cluster elected no leader (of its JetStream meta group, or of a stream) in time.
+    #[error("no {what} elected within {timeout:?}")]
+    NotElected { what: String, timeout: Duration },
+
     /// Reading a JetStream stream failed.
     #[error("{what}: {message}")]
     JetStream { what: String, message: String },

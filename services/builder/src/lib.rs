@@ -5,8 +5,11 @@
 //! valid, which tags) → [`store`] claim (idempotent by build id, supersede by branch) →
 //! [`source`] checkout of the exact commit → [`backend`] build and push → [`registry`] digest
 //! read-back → `build.succeeded`/`build.failed` through the outbox, log in the Object Store
-//! ([`logs`]). [`run`] boots the shared parts (admin port, NATS and the `SLIPWAY` stream,
-//! PostgreSQL schema `builder`), relays the outbox and consumes until the shutdown token fires.
+//! ([`logs`]); between push and result, the SBOM and vulnerability scan ([`scan`]). A second
+//! durable consumer, [`rescan::DURABLE`], answers the promoter's `scan.requested` by scanning
+//! the same digest again ([`rescan`]). [`run`] boots the shared parts (admin port, NATS and the `SLIPWAY` stream,
+//! PostgreSQL schema `builder`), relays the outbox and consumes until the shutdown token fires
+//! ([`slipway_runtime::service::run`]).
 
 pub mod apps;
 pub mod backend;
@@ -14,6 +17,8 @@ pub mod config;
 pub mod logs;
 pub mod plan;
 pub mod registry;
+pub mod rescan;
+pub mod scan;
 pub mod source;
 pub mod store;
 pub mod worker;
@@ -23,9 +28,8 @@ pub use config::Config;
 use anyhow::Context as _;
 use slipway_mesh::EventKind;
 use slipway_runtime::admin::AdminServer;
-use slipway_runtime::consumer::{self, ConsumerSpec, LoopOptions};
-use slipway_runtime::db::outbox::Relay;
-use slipway_runtime::service::{self, Boot};
+use slipway_runtime::consumer::ConsumerSpec;
+use slipway_runtime::service::{self, Boot, Running};
 use sqlx::migrate::Migrator;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,19 +51,23 @@ pub async fn run(config: Config, admin_listener: TcpListener, shutdown: Cancella
     let backend = backend::from_config(&config.build).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&config.build.work_dir)
         .with_context(|| format!("build.work_dir {}", config.build.work_dir.display()))?;
+    // Borrowed by the boot; the body takes the config itself.
+    let (nats, database) = (config.nats.clone(), config.database.clone());
     let boot = Boot {
         name: "builder",
-        nats: &config.nats,
-        database: &config.database,
+        nats: &nats,
+        database: &database,
         migrator: &MIGRATOR,
         admin: AdminServer::new().with_metrics(slipway_runtime::admin::metrics_recorder()),
         nats_required: true,
+        outbox: true,
     };
-    let (ctx, admin) = match service::start(boot, admin_listener, &shutdown).await {
-        Ok(started) => started,
-        Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
+    service::run(boot, admin_listener, &shutdown, |running| consume(running, config, backend)).await
+}
+
+/// The build and re-scan consumers, until the service stops.
+async fn consume(running: Running, config: Config, backend: Arc<dyn backend::Backend>) -> anyhow::Result<()> {
+    let ctx = &running.ctx;
     let js = async_nats::jetstream::new(ctx.client.clone());
     let logs = match logs::LogStore::open(&js, &config.logs.bucket, LOG_MAX_AGE).await {
         Ok(store) => Some(store),
@@ -68,34 +76,25 @@ pub async fn run(config: Config, admin_listener: TcpListener, shutdown: Cancella
             None
         }
     };
-    // The relay outlives the consumer, so the events of the last builds still go out.
-    let relay_stop = CancellationToken::new();
-    let relay = Relay::new(ctx.pool.clone(), ctx.publisher.clone());
-    let relay_task = tokio::spawn(relay.clone().run(relay_stop.clone()));
-
     let spec = ConsumerSpec::new(DURABLE, &[EventKind::BuildRequested.filter()], &config.nats);
-    let durable =
-        match service::retry("ensure consumer", &shutdown, || consumer::ensure_consumer(&ctx.stream, &spec)).await {
-            Ok(c) => c,
-            Err(slipway_runtime::Error::ShuttingDown) => return stop(ctx, admin, relay_stop, relay_task).await,
-            Err(e) => return Err(e.into()),
-        };
+    let scan_spec = ConsumerSpec::new(rescan::DURABLE, &[EventKind::ScanRequested.filter()], &config.nats);
     let apps = if config.catalog.enabled {
-        match slipway_runtime::catalog::follow(&ctx.client, config.nats.stream_replicas, &shutdown).await {
-            Ok((store, live)) => apps::Apps::Catalog(live, Box::new(store)),
-            Err(slipway_runtime::Error::ShuttingDown) => return stop(ctx, admin, relay_stop, relay_task).await,
-            Err(e) => return Err(e.into()),
-        }
+        let (store, live) = slipway_runtime::catalog::follow(&running).await?;
+        apps::Apps::Catalog(live, Box::new(store))
     } else {
         apps::Apps::Fixed(config.apps.clone())
     };
     let replica = replica_name();
-    let stale_after = (spec.ack_wait / 2).max(worker::HEARTBEAT * 5);
+    let registry = registry::RegistryClient::new(config.build.registry_tls);
+    let scanner = scan::Scanner::new(config.scan.clone(), registry.clone(), config.build.registry_tls);
+    let store =
+        store::Store::new(ctx.pool.clone(), ctx.publisher.source(), &replica, backend.name(), stale_after(&spec));
     let worker = Arc::new(worker::Worker {
         apps,
-        store: store::Store::new(ctx.pool.clone(), ctx.publisher.source(), &replica, backend.name(), stale_after),
+        store: store.clone(),
         sources: source::SourceCache::new(&config.build.work_dir),
-        registry: registry::RegistryClient::new(config.build.registry_tls),
+        registry,
+        scanner: scanner.clone(),
         backend,
         logs,
         stream: ctx.stream.clone(),
@@ -107,26 +106,19 @@ pub async fn run(config: Config, admin_listener: TcpListener, shutdown: Cancella
         concurrency = config.build.concurrency,
         "consuming build requests"
     );
-    let opts = LoopOptions::for_spec(&spec, config.build.concurrency);
-    consumer::run(durable, opts, shutdown.child_token(), move |delivery| worker.clone().handle(delivery)).await?;
-    if let Err(e) = relay.relay_pending().await {
-        tracing::warn!(error = %e, "final outbox relay failed; the next replica to start relays it");
-    }
-    stop(ctx, admin, relay_stop, relay_task).await
+    let builds = running.consume(&spec, config.build.concurrency, move |delivery| worker.clone().handle(delivery));
+    let rescans = Arc::new(rescan::Rescans { store, scanner });
+    let rescans =
+        running.consume(&scan_spec, config.build.concurrency, move |delivery| rescans.clone().handle(delivery));
+    let (builds, rescans) = tokio::join!(builds, rescans);
+    builds?;
+    rescans?;
+    Ok(())
 }
 
-async fn stop(
-    ctx: service::ServiceContext,
-    admin: tokio::task::JoinHandle<slipway_runtime::Result<()>>,
-    relay_stop: CancellationToken,
-    relay_task: tokio::task::JoinHandle<slipway_runtime::Result<()>>,
-) -> anyhow::Result<()> {
-    tracing::info!(service = ctx.name, "shutting down");
-    relay_stop.cancel();
-    relay_task.await??;
-    admin.await??;
-    ctx.client.drain().await?;
-    Ok(())
+/// After how long without a heartbeat a build belongs to a dead replica.
+fn stale_after(spec: &ConsumerSpec) -> Duration {
+    (spec.ack_wait / 2).max(worker::HEARTBEAT * 5)
 }
 
 /// `<host>-<pid>`: which process holds a build.

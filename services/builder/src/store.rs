@@ -14,6 +14,8 @@ use std::time::Duration;
 
 /// The consumer name in the inbox.
 pub const CONSUMER: &str = "builder";
+/// The inbox name of the re-scan consumer.
+pub const SCAN_CONSUMER: &str = "builder-scans";
 
 /// What [`Store::claim`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +217,23 @@ impl Store {
         event: &E,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        let updated = self.end(&mut tx, build_id, state, reason, digest).await?;
+        if updated {
+            outbox::enqueue_with_id(&mut tx, event_id(build_id, state)?, &self.source, event).await?;
+        }
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Sets the end state of a build this replica holds; false when it no longer does.
+    async fn end(
+        &self,
+        conn: &mut PgConnection,
+        build_id: &str,
+        state: &str,
+        reason: Option<&str>,
+        digest: Option<&str>,
+    ) -> Result<bool> {
         let updated = sqlx::query(
             "UPDATE builds SET state = $2, reason = $3, digest = $4, updated_at = now() \
              WHERE build_id = $1 AND replica = $5 AND state = 'running'",
@@ -224,14 +243,67 @@ impl Store {
         .bind(reason)
         .bind(digest)
         .bind(&self.replica)
-        .execute(&mut *tx)
+        .execute(conn)
         .await?
         .rows_affected();
-        if updated == 1 {
-            outbox::enqueue_with_id(&mut tx, event_id(build_id, state)?, &self.source, event).await?;
+        Ok(updated == 1)
+    }
+
+    /// Like [`finish`](Self::finish) for a build that succeeded, with its scan's event
+    /// (`<build_id>.scanned` / `.scan-failed`) enqueued in the same transaction, before
+    /// `build.succeeded`, so the promoter usually knows the report when the build arrives.
+    pub async fn finish_scanned(
+        &self,
+        build_id: &str,
+        digest: &str,
+        scan: Option<&crate::scan::ScanEvent>,
+        succeeded: &slipway_mesh::v1::BuildSucceeded,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let updated = self.end(&mut tx, build_id, "succeeded", None, Some(digest)).await?;
+        if updated {
+            if let Some(scan) = scan {
+                self.enqueue_scan(&mut tx, build_id, scan).await?;
+            }
+            outbox::enqueue_with_id(&mut tx, event_id(build_id, "succeeded")?, &self.source, succeeded).await?;
         }
         tx.commit().await?;
-        Ok(updated == 1)
+        Ok(updated)
+    }
+
+    /// Whether the re-scan asked for by `request` was answered already.
+    pub async fn rescanned(&self, request: &EventId) -> Result<bool> {
+        let done: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM slipway_inbox WHERE consumer = $1 AND event_id = $2)")
+                .bind(SCAN_CONSUMER)
+                .bind(request.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(done)
+    }
+
+    /// Records the answer to the re-scan `request`, once: the event goes out through the outbox
+    /// with an id derived from the request's (`<request id>.scanned` / `.scan-failed`).
+    pub async fn rescan_done(&self, request: &EventId, scan: &crate::scan::ScanEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if inbox::claim(&mut tx, SCAN_CONSUMER, request).await? {
+            self.enqueue_scan(&mut tx, request.as_str(), scan).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Enqueues a scan's event as `<base>.scanned` or `<base>.scan-failed`.
+    async fn enqueue_scan(&self, conn: &mut PgConnection, base: &str, scan: &crate::scan::ScanEvent) -> Result<()> {
+        match scan {
+            crate::scan::ScanEvent::Scanned(e) => {
+                outbox::enqueue_with_id(conn, event_id(base, "scanned")?, &self.source, e).await?;
+            }
+            crate::scan::ScanEvent::Failed(e) => {
+                outbox::enqueue_with_id(conn, event_id(base, "scan-failed")?, &self.source, e).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Emits `build.failed` for a request that can never be built, once per request event.
@@ -245,7 +317,9 @@ impl Store {
     }
 }
 
-/// `<build_id>.<what>`: the id of a build's event (`what` is `started`, `succeeded`, `failed`).
+/// `<build_id>.<what>`: the id of a build's event (`what` is `started`, `succeeded`, `failed`,
+/// `scanned`, `scan-failed`; a re-scan's answer has the request's event id in place of the
+/// build id).
 pub fn event_id(build_id: &str, what: &str) -> Result<EventId> {
     let what = if what == "superseded" { "failed" } else { what };
     Ok(EventId::parse(&format!("{build_id}.{what}"))?)

@@ -1,6 +1,7 @@
 //! The handler of one `build.requested` delivery: plan → claim → checkout → backend build and
 //! push → digest read back → `build.succeeded` / `build.failed`, with the log stored in the
-//! Object Store bucket. While the build runs, a heartbeat keeps the claim alive and notices a
+//! Object Store bucket; between the push and `build.succeeded`, the image's SBOM and
+//! vulnerability scan ([`crate::scan`]), whose event goes out in the same transaction. While the build runs, a heartbeat keeps the claim alive and notices a
 //! supersede; the consumer loop sends in-progress acks so the request is not redelivered.
 
 use crate::backend::{Backend, BackendError, BuildJob};
@@ -62,6 +63,13 @@ impl Failure {
     }
 }
 
+/// A pushed image: its digest, its SBOM's, and its scan (when a scanner is configured).
+struct Built {
+    digest: String,
+    sbom_digest: String,
+    scan: Option<crate::scan::ScanEvent>,
+}
+
 /// Everything a build handler needs; shared by all builds of a replica.
 pub struct Worker {
     /// The service configuration (apps, build settings).
@@ -76,6 +84,8 @@ pub struct Worker {
     pub backend: Arc<dyn Backend>,
     /// Digest read-back.
     pub registry: RegistryClient,
+    /// SBOM and vulnerability scan of each pushed image.
+    pub scanner: crate::scan::Scanner,
     /// Where logs go; `None` if the bucket could not be opened.
     pub logs: Option<LogStore>,
     /// The `SLIPWAY` stream, to see newer queued requests.
@@ -122,7 +132,7 @@ impl Worker {
             live.finish(&log, log_end(&result, last_delivery, &log)).await;
         }
         match result {
-            Ok(digest) => self.succeeded(request, &plan, digest, elapsed).await,
+            Ok(built) => self.succeeded(request, &plan, built, elapsed).await,
             Err(Failure::Superseded) => {
                 tracing::info!("superseded; build cancelled");
                 Outcome::Ack
@@ -139,7 +149,7 @@ impl Worker {
     }
 
     /// Runs the build with its heartbeat (supersede watch) and timeout around it.
-    async fn supervised(&self, plan: &BuildPlan, attempt: i32, log: &BuildLog) -> Result<String, Failure> {
+    async fn supervised(&self, plan: &BuildPlan, attempt: i32, log: &BuildLog) -> Result<Built, Failure> {
         let dir = self.config.build.work_dir.join("builds").join(format!("{}-{attempt}", plan.build_id));
         let timeout = Duration::from_secs(self.config.build.timeout_secs);
         let result = tokio::select! {
@@ -155,11 +165,16 @@ impl Worker {
         result
     }
 
-    async fn build(&self, plan: &BuildPlan, dir: &std::path::Path, log: &BuildLog) -> Result<String, Failure> {
+    async fn build(&self, plan: &BuildPlan, dir: &std::path::Path, log: &BuildLog) -> Result<Built, Failure> {
         let _ = tokio::fs::remove_dir_all(dir).await;
         let src = dir.join("src");
         log.line(format!("checking out {} at {}", plan.app.repository, plan.commit));
-        self.sources.checkout(&plan.app.name, &plan.app.repository, &plan.commit, &src).await?;
+        // Only what the build reads: its context and Dockerfile (a monorepo's other apps stay
+        // in the cache). A context at the root needs the whole tree.
+        let context = plan.app.context.components().filter(|c| !matches!(c, std::path::Component::CurDir));
+        let paths =
+            if context.count() == 0 { Vec::new() } else { vec![plan.app.context.clone(), plan.app.dockerfile_path()] };
+        self.sources.checkout(&plan.app.repository, &plan.commit, &src, &paths).await?;
         let job = BuildJob {
             plan: plan.clone(),
             context: src.join(&plan.app.context),
@@ -174,7 +189,29 @@ impl Worker {
         self.backend.build(&job, log).await?;
         let digest = self.registry.manifest_digest(&plan.app, plan.tags[0].as_str()).await.map_err(Failure::Digest)?;
         log.line(format!("pushed {}@{digest} as {}", plan.app.image, tags(plan).join(", ")));
-        Ok(digest)
+        let sbom_digest = self.scanner.sbom(&plan.app.image, &digest).await.unwrap_or_default();
+        if !sbom_digest.is_empty() {
+            log.line(format!("SBOM (CycloneDX) stored as {}@{sbom_digest}", plan.app.image));
+        }
+        let scan = if self.scanner.scans() {
+            let target = crate::scan::Target {
+                build_id: plan.build_id.clone(),
+                app: plan.app.name.to_string(),
+                image: ImageRef {
+                    repository: plan.app.image.clone(),
+                    tag: plan.commit.to_string(),
+                    digest: digest.clone(),
+                },
+                sbom_digest: sbom_digest.clone(),
+                request_id: String::new(),
+            };
+            let scan = self.scanner.scan(target).await;
+            log.line(crate::scan::summary(&scan));
+            Some(scan)
+        } else {
+            None
+        };
+        Ok(Built { digest, sbom_digest, scan })
     }
 
     /// Resolves when the build is no longer this replica's to run (superseded, taken over).
@@ -205,7 +242,8 @@ impl Worker {
             .is_some_and(|newer| newer.git_ref == plan.git_ref && newer.build_id != plan.build_id)
     }
 
-    async fn succeeded(&self, request: &BuildRequested, plan: &BuildPlan, digest: String, took: Duration) -> Outcome {
+    async fn succeeded(&self, request: &BuildRequested, plan: &BuildPlan, built: Built, took: Duration) -> Outcome {
+        let Built { digest, sbom_digest, scan } = built;
         let event = BuildSucceeded {
             build_id: plan.build_id.clone(),
             app: plan.app.name.to_string(),
@@ -217,8 +255,9 @@ impl Worker {
             }),
             tags: tags(plan),
             duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            sbom_digest,
         };
-        match self.store.finish(&plan.build_id, "succeeded", None, Some(&digest), &event).await {
+        match self.store.finish_scanned(&plan.build_id, &digest, scan.as_ref(), &event).await {
             Ok(emitted) => {
                 record(plan.app.name.as_str(), "succeeded", "", took);
                 tracing::info!(%digest, emitted, took_ms = event.duration_ms, "build succeeded");
@@ -278,7 +317,7 @@ impl Worker {
 }
 
 /// The end record of the live log; `None` while the build will be retried.
-fn log_end(result: &Result<String, Failure>, last_delivery: bool, log: &BuildLog) -> Option<End> {
+fn log_end(result: &Result<Built, Failure>, last_delivery: bool, log: &BuildLog) -> Option<End> {
     let (outcome, reason) = match result {
         Ok(_) => ("succeeded", ""),
         Err(Failure::Superseded) => ("superseded", "superseded"),

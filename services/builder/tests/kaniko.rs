@@ -24,7 +24,7 @@ const REPOSITORY: &str = "https://git.example.invalid/acme/monorepo.git";
 /// A kaniko builder config against `kube`, its source cache seeded with the world's commits.
 fn kaniko_config(world: &World, kube: &FakeKube) -> Config {
     let bare = world.git.repo_path("acme/monorepo");
-    let cache = world.work.path().join("git/writer.git");
+    let cache = world.work.path().join("git").join(slipway_builder::source::cache_name(REPOSITORY));
     let _ = std::fs::remove_dir_all(&cache);
     sh(world.work.path(), "git", &["clone", "-q", "--bare", &bare.display().to_string(), &cache.display().to_string()]);
     let mut config = world.config();

@@ -52,17 +52,21 @@ const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
 impl AppMatcher {
     /// Compiles `rules`; an invalid glob or an app without paths is an error naming the app.
-    pub fn new(rules: &[AppRule]) -> Result<Self, String> {
+    pub fn new(rules: &[AppRule]) -> crate::error::Result<Self> {
         let apps: Vec<CompiledApp> = rules.iter().map(compile).collect::<Result<_, _>>()?;
         let mut all = GlobSetBuilder::new();
         let mut owner = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             for g in &rule.paths {
-                all.add(glob(g).map_err(|e| format!("app {}: invalid path glob: {e}", rule.name))?);
+                all.add(
+                    glob(g).map_err(|e| {
+                        crate::error::Error::Invalid(format!("app {}: invalid path glob: {e}", rule.name))
+                    })?,
+                );
                 owner.push(i);
             }
         }
-        let all = all.build().map_err(|e| format!("path globs: {e}"))?;
+        let all = all.build().map_err(|e| crate::error::Error::Invalid(format!("path globs: {e}")))?;
         Ok(Self { apps, all, owner, revision: 0 })
     }
 
@@ -185,16 +189,21 @@ fn repo_allows(app: &CompiledApp, repository: &str) -> bool {
     app.repository.as_ref().is_none_or(|r| r.as_str() == repository)
 }
 
-fn compile(rule: &AppRule) -> Result<CompiledApp, String> {
+fn compile(rule: &AppRule) -> crate::error::Result<CompiledApp> {
     let app = &rule.name;
     if rule.paths.is_empty() {
-        return Err(format!("app {app}: paths must name at least one glob (use \"**\" for the whole repository)"));
+        return Err(crate::error::Error::Invalid(format!(
+            "app {app}: paths must name at least one glob (use \"**\" for the whole repository)"
+        )));
     }
-    glob_set(&rule.paths).map_err(|e| format!("app {app}: invalid path glob: {e}"))?;
+    glob_set(&rule.paths).map_err(|e| crate::error::Error::Invalid(format!("app {app}: invalid path glob: {e}")))?;
     let branches = if rule.branches.is_empty() {
         None
     } else {
-        Some(glob_set(&rule.branches).map_err(|e| format!("app {app}: invalid branch glob: {e}"))?)
+        Some(
+            glob_set(&rule.branches)
+                .map_err(|e| crate::error::Error::Invalid(format!("app {app}: invalid branch glob: {e}")))?,
+        )
     };
     Ok(CompiledApp { name: app.clone(), branches, repository: rule.repository.clone() })
 }
@@ -386,12 +395,15 @@ mod tests {
     #[test]
     fn config_errors_name_the_app() {
         let err = AppMatcher::new(&rules(serde_json::json!([{"name": "writer", "paths": ["apps/[x"]}])))
-            .expect_err("bad glob");
+            .expect_err("bad glob")
+            .to_string();
         assert!(err.contains("app writer") && err.contains("path glob"), "{err}");
         let err = AppMatcher::new(&rules(serde_json::json!([{"name": "w", "paths": ["a/**"], "branches": ["{"]}])))
-            .expect_err("bad branch glob");
+            .expect_err("bad branch glob")
+            .to_string();
         assert!(err.contains("app w") && err.contains("branch glob"), "{err}");
-        let err = AppMatcher::new(&rules(serde_json::json!([{"name": "w", "paths": []}]))).expect_err("no paths");
+        let err =
+            AppMatcher::new(&rules(serde_json::json!([{"name": "w", "paths": []}]))).expect_err("no paths").to_string();
         assert!(err.contains("app w"), "{err}");
         let unknown = serde_json::json!([{"name": "w", "paths": ["a"], "path": "typo"}]);
         assert!(serde_json::from_value::<Vec<AppRule>>(unknown).is_err());

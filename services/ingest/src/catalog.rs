@@ -199,30 +199,35 @@ impl Reloader {
     /// Reads the catalog (at `commit` of its branch, or its head; with `source` = (repository,
     /// commit) read at that commit), and publishes it when it validates and differs from the
     /// revision in force, or refuses it with a `catalog.rejected` event.
-    pub async fn reload(&self, commit: Option<String>, source: Option<(String, String)>) -> Result<Reloaded, String> {
+    pub async fn reload(
+        &self,
+        commit: Option<String>,
+        source: Option<(String, String)>,
+    ) -> crate::error::Result<Reloaded> {
         let _one_at_a_time = self.gate.lock().await;
         let started = std::time::Instant::now();
         let config = self.config.clone();
-        let compiled = tokio::task::spawn_blocking(move || compile(&config, commit.as_deref(), source))
-            .await
-            .map_err(|e| e.to_string())??;
+        let requested = commit.clone();
+        let compiled = tokio::task::spawn_blocking(move || compile(&config, commit.as_deref(), source)).await??;
         let (commit, result) = compiled;
-        let in_force = self.store.current().await.map_err(|e| e.to_string())?;
+        let in_force = self.store.current().await?;
         let github_repository = self.config.github_repository.as_ref().map(|r| r.to_string()).unwrap_or_default();
         let outcome = match result {
             Ok(catalog) => {
                 // Compared by digest: the revision in force is not downloaded (16 MB at 10,000
                 // apps) on every recheck.
-                let digest = slipway_runtime::catalog::digest_of(&catalog).map_err(|e| e.to_string())?;
-                let unchanged = in_force.as_ref().is_some_and(|rev| rev.commit == commit && rev.digest == digest);
+                let digest = slipway_runtime::catalog::digest_of(&catalog)?;
+                // A recheck (no commit asked for) that finds the same catalog at a newer commit
+                // (the promoter's own commits move the branch) publishes nothing: every
+                // service would load the same catalog again. A push is announced either way,
+                // for its commit status.
+                let unchanged = in_force
+                    .as_ref()
+                    .is_some_and(|rev| rev.digest == digest && (rev.commit == commit || requested.is_none()));
                 if unchanged {
                     Reloaded::Unchanged
                 } else {
-                    let revision = self
-                        .store
-                        .publish(&self.config.origin(), &commit, &catalog)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let revision = self.store.publish(&self.config.origin(), &commit, &catalog).await?;
                     let event = v1::CatalogPublished {
                         repository: revision.repository.clone(),
                         commit_sha: commit.clone(),
@@ -292,7 +297,11 @@ impl Reloader {
 type Compiled = (String, Result<Catalog, Invalid>);
 
 /// Blocking: fetch, read and compile.
-fn compile(config: &CatalogConfig, commit: Option<&str>, source: Option<(String, String)>) -> Result<Compiled, String> {
+fn compile(
+    config: &CatalogConfig,
+    commit: Option<&str>,
+    source: Option<(String, String)>,
+) -> crate::error::Result<Compiled> {
     let work = &config.work_dir;
     let sources = |repo: &str| -> Option<Vec<String>> {
         let url = config.sources.get(repo).cloned().unwrap_or_else(|| format!("https://github.com/{repo}.git"));
@@ -308,7 +317,7 @@ fn compile(config: &CatalogConfig, commit: Option<&str>, source: Option<(String,
         let (oid, tree) = clone.tree_at(&config.branch, commit)?;
         return Ok((oid.to_string(), slipway_catalog::build(&tree, &config.root, &sources)));
     }
-    let Some(file) = &config.file else { return Err("no catalog is configured".into()) };
+    let Some(file) = &config.file else { return Err(crate::error::Error::Invalid("no catalog is configured".into())) };
     let dir = file.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     let root = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok((String::new(), slipway_catalog::build(&DirTree(dir), &root, &sources)))

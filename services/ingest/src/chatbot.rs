@@ -66,7 +66,7 @@ pub(crate) async fn chatops(State(state): State<Arc<Webhooks>>, headers: HeaderM
         Err(e) => return reject(StatusCode::BAD_REQUEST, "malformed", format!("malformed chatops message: {e}")),
     };
     if let Err(why) = check(&message) {
-        return reject(StatusCode::BAD_REQUEST, "invalid", why);
+        return reject(StatusCode::BAD_REQUEST, "invalid", why.to_string());
     }
     let cx = CommandContext {
         source_id: format!("chat-{}", message.id),
@@ -102,18 +102,18 @@ pub(crate) async fn chatops(State(state): State<Arc<Webhooks>>, headers: HeaderM
     reply(StatusCode::ACCEPTED, json!({ "status": "accepted", "commands": commands, "spooled": spooled }))
 }
 
-fn check(m: &BotMessage) -> Result<(), String> {
+fn check(m: &BotMessage) -> crate::error::Result<()> {
     if m.id.is_empty() || m.id.len() > 200 {
-        return Err("id must be 1 to 200 characters".into());
+        return Err(crate::error::Error::Invalid("id must be 1 to 200 characters".into()));
     }
     if m.actor.is_empty() || m.actor.len() > 100 || m.actor.chars().any(char::is_control) {
-        return Err("actor must be 1 to 100 printable characters".into());
+        return Err(crate::error::Error::Invalid("actor must be 1 to 100 printable characters".into()));
     }
     if m.text.len() > MAX_TEXT {
-        return Err(format!("text must be at most {MAX_TEXT} bytes"));
+        return Err(crate::error::Error::Invalid(format!("text must be at most {MAX_TEXT} bytes")));
     }
     if let Some(repo) = &m.repository {
-        RepoName::parse(repo).map_err(|e| e.to_string())?;
+        RepoName::parse(repo).map_err(|e| crate::error::Error::Invalid(e.to_string()))?;
     }
     Ok(())
 }

@@ -117,6 +117,7 @@ fn parse_line(line: &str) -> Option<ParsedCommand> {
         "unhold" => positional(&mut cmd, CommandKind::Unhold, &args, 0, "/unhold [app] [env]"),
         "rollback" => positional(&mut cmd, CommandKind::Rollback, &args, 2, "/rollback <app> <env> [tag]"),
         "promote" => positional(&mut cmd, CommandKind::Promote, &args, 2, "/promote <app> <env> [tag]"),
+        "verify-stage" => positional(&mut cmd, CommandKind::Verify, &args, 0, "/verify-stage [app] [env]"),
         "reject" => with_reason(&mut cmd, CommandKind::Reject, &args),
         "hold" => with_reason(&mut cmd, CommandKind::Hold, &args),
         "lgtm" | "retry" => {
@@ -124,9 +125,9 @@ fn parse_line(line: &str) -> Option<ParsedCommand> {
             cmd.reason = args.join(" ");
             Ok(())
         }
-        _ => Err(format!("unknown command /{word}")),
+        _ => Err(crate::error::Error::Invalid(format!("unknown command /{word}"))),
     };
-    cmd.error = result.err();
+    cmd.error = result.err().map(|e| e.to_string());
     Some(cmd)
 }
 
@@ -137,11 +138,11 @@ fn positional(
     args: &[&str],
     required: usize,
     usage: &str,
-) -> Result<(), String> {
+) -> crate::error::Result<()> {
     cmd.kind = kind;
     let max = if usage.contains("[tag]") { 3 } else { 2 };
     if args.len() < required || args.len() > max {
-        return Err(format!("usage: {usage}"));
+        return Err(crate::error::Error::Invalid(format!("usage: {usage}")));
     }
     if let Some(app) = args.first() {
         cmd.app = Some(name::<AppName>(app)?);
@@ -150,14 +151,14 @@ fn positional(
         cmd.env = Some(name::<EnvName>(env)?);
     }
     if let Some(tag) = args.get(2) {
-        cmd.tag = Some(ImageTag::parse(tag).map_err(|e| e.to_string())?);
+        cmd.tag = Some(ImageTag::parse(tag).map_err(|e| crate::error::Error::Invalid(e.to_string()))?);
     }
     Ok(())
 }
 
 /// `[app] [env] [reason...]`: leading words are the app and env while they are valid names
 /// as typed (lowercase); the rest, or everything after `--`, is the reason.
-fn with_reason(cmd: &mut ParsedCommand, kind: CommandKind, args: &[&str]) -> Result<(), String> {
+fn with_reason(cmd: &mut ParsedCommand, kind: CommandKind, args: &[&str]) -> crate::error::Result<()> {
     cmd.kind = kind;
     let (names, reason) = match args.iter().position(|a| *a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
@@ -171,7 +172,7 @@ fn with_reason(cmd: &mut ParsedCommand, kind: CommandKind, args: &[&str]) -> Res
     };
     cmd.reason = reason.join(" ");
     if names.len() > 2 {
-        return Err(format!("usage: /{} [app] [env] [reason...]", kind_word(kind)));
+        return Err(crate::error::Error::Invalid(format!("usage: /{} [app] [env] [reason...]", kind_word(kind))));
     }
     if let Some(app) = names.first() {
         cmd.app = Some(name::<AppName>(app)?);
@@ -183,8 +184,8 @@ fn with_reason(cmd: &mut ParsedCommand, kind: CommandKind, args: &[&str]) -> Res
 }
 
 /// App and env names are DNS labels, so case is folded before validating.
-fn name<T: std::str::FromStr<Err = slipway_mesh::Error>>(s: &str) -> Result<T, String> {
-    s.to_ascii_lowercase().parse().map_err(|e: slipway_mesh::Error| e.to_string())
+fn name<T: std::str::FromStr<Err = slipway_mesh::Error>>(s: &str) -> crate::error::Result<T> {
+    s.to_ascii_lowercase().parse().map_err(|e: slipway_mesh::Error| crate::error::Error::Invalid(e.to_string()))
 }
 
 fn kind_word(kind: CommandKind) -> &'static str {
@@ -197,6 +198,7 @@ fn kind_word(kind: CommandKind) -> &'static str {
         CommandKind::Promote => "promote",
         CommandKind::Retry => "retry",
         CommandKind::Reject => "reject",
+        CommandKind::Verify => "verify-stage",
         CommandKind::Unknown | CommandKind::Unspecified => "unknown",
     }
 }
@@ -267,6 +269,10 @@ mod tests {
         assert_eq!(one("/lgtm").kind, CommandKind::Lgtm);
         assert_eq!(one("/LGTM!").kind, CommandKind::Lgtm);
         assert_eq!(one("/retry").kind, CommandKind::Retry);
+        let verify = one("/verify-stage hello staging");
+        assert_eq!(verify.kind, CommandKind::Verify);
+        assert_eq!((app(&verify), env(&verify)), (Some("hello"), Some("staging")));
+        assert!(one("/verify-stage a b c").error.is_some(), "no tag for /verify-stage");
         let c = one("/unhold writer");
         assert_eq!((c.kind, app(&c), env(&c)), (CommandKind::Unhold, Some("writer"), None));
         let c = one("/rollback writer prod v1.2.3");

@@ -59,7 +59,7 @@ impl EventCaps {
     }
 
     /// Every cap at least 1 and their worst case within the event bound; the error says which.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::error::Result<()> {
         let named = [
             ("commits", self.commits),
             ("files", self.files),
@@ -68,15 +68,15 @@ impl EventCaps {
             ("changed_apps", self.changed_apps),
         ];
         if let Some((name, _)) = named.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("{name} must be at least 1"));
+            return Err(crate::error::Error::Invalid(format!("{name} must be at least 1")));
         }
         let worst = self.worst_case_bytes();
         if worst > MAX_EVENT_BYTES {
-            return Err(format!(
+            return Err(crate::error::Error::Invalid(format!(
                 "these caps allow a push event of {worst} bytes, over the {MAX_EVENT_BYTES} bytes an event may be \
                  ((commits + 1) x (message_bytes + {COMMIT_OVERHEAD}) + 2 x file_bytes + changed_apps x {APP_BYTES} + \
                  {PUSH_OVERHEAD}); lower them"
-            ));
+            )));
         }
         Ok(())
     }
@@ -166,14 +166,12 @@ mod tests {
 
     #[test]
     fn the_default_caps_fit_the_event_bound() {
-        assert_eq!(EventCaps::default().validate(), Ok(()));
+        assert!(EventCaps::default().validate().is_ok());
         let wide = EventCaps { file_bytes: 200 * 1024, ..EventCaps::default() };
-        let error = wide.validate().expect_err("too wide");
+        let error = wide.validate().expect_err("too wide").to_string();
         assert!(error.contains("over the 262144 bytes"), "{error}");
-        assert_eq!(
-            EventCaps { commits: 0, ..EventCaps::default() }.validate(),
-            Err("commits must be at least 1".into())
-        );
+        let zero = EventCaps { commits: 0, ..EventCaps::default() }.validate().expect_err("zero");
+        assert_eq!(zero.to_string(), "commits must be at least 1");
     }
 
     #[test]

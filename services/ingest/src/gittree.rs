@@ -1,6 +1,7 @@
 //! A repository's files at one commit, read from a cached bare clone (no checkout), for the
 //! app catalog: its own files, and the trees of the source repositories generators read.
 
+use crate::error::{Error, Result};
 use git2::{AutotagOption, FetchOptions, ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
 use std::path::{Path, PathBuf};
 
@@ -21,43 +22,47 @@ fn cache_dir(work_dir: &Path, url: &str) -> PathBuf {
 
 impl Clone {
     /// Opens (or creates) the cached clone of `url` under `work_dir`.
-    pub fn open(work_dir: &Path, url: &str) -> Result<Self, String> {
+    pub fn open(work_dir: &Path, url: &str) -> Result<Self> {
         let dir = cache_dir(work_dir, url);
         let repo = match Repository::open_bare(&dir) {
             Ok(repo) => repo,
             Err(_) => {
-                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                Repository::init_bare(&dir).map_err(|e| format!("git init {}: {}", dir.display(), e.message()))?
+                std::fs::create_dir_all(&dir).map_err(|e| Error::Git(format!("{}: {e}", dir.display())))?;
+                Repository::init_bare(&dir)
+                    .map_err(|e| Error::Git(format!("git init {}: {}", dir.display(), e.message())))?
             }
         };
         Ok(Self { repo, url: url.to_owned() })
     }
 
     /// Fetches `branch` and returns its head.
-    pub fn fetch(&self, branch: &str) -> Result<Oid, String> {
+    pub fn fetch(&self, branch: &str) -> Result<Oid> {
         let tracking = format!("refs/remotes/origin/{branch}");
-        let mut remote = self.repo.remote_anonymous(&self.url).map_err(|e| format!("git remote: {}", e.message()))?;
+        let mut remote =
+            self.repo.remote_anonymous(&self.url).map_err(|e| Error::Git(format!("git remote: {}", e.message())))?;
         let mut options = FetchOptions::new();
         options.download_tags(AutotagOption::None);
         let refspec = format!("+refs/heads/{branch}:{tracking}");
         remote
             .fetch(&[refspec.as_str()], Some(&mut options), None)
-            .map_err(|e| format!("git fetch {branch} from {}: {}", self.url, e.message()))?;
-        self.repo.refname_to_id(&tracking).map_err(|_| format!("no branch {branch} in {}", self.url))
+            .map_err(|e| Error::Git(format!("git fetch {branch} from {}: {}", self.url, e.message())))?;
+        self.repo.refname_to_id(&tracking).map_err(|_| Error::Git(format!("no branch {branch} in {}", self.url)))
     }
 
     /// The tree at `commit` (a hex id), fetching `branch` first when the commit is not here.
-    pub fn tree_at(&self, branch: &str, commit: Option<&str>) -> Result<(Oid, GitTree<'_>), String> {
+    pub fn tree_at(&self, branch: &str, commit: Option<&str>) -> Result<(Oid, GitTree<'_>)> {
         let wanted = match commit {
-            Some(hex) => Oid::from_str(hex).map_err(|e| format!("commit {hex:?}: {}", e.message()))?,
+            Some(hex) => Oid::from_str(hex).map_err(|e| Error::Git(format!("commit {hex:?}: {}", e.message())))?,
             None => self.fetch(branch)?,
         };
         if self.repo.find_commit(wanted).is_err() {
             self.fetch(branch)?;
         }
-        let commit =
-            self.repo.find_commit(wanted).map_err(|_| format!("commit {wanted} is not in {} {branch}", self.url))?;
-        let tree = commit.tree().map_err(|e| format!("tree of {wanted}: {}", e.message()))?;
+        let commit = self
+            .repo
+            .find_commit(wanted)
+            .map_err(|_| Error::Git(format!("commit {wanted} is not in {} {branch}", self.url)))?;
+        let tree = commit.tree().map_err(|e| Error::Git(format!("tree of {wanted}: {}", e.message())))?;
         Ok((wanted, GitTree { repo: &self.repo, tree }))
     }
 }

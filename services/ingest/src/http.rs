@@ -265,6 +265,10 @@ impl NotStored {
     }
 }
 
+/// How long a delivery's publish may take before it is spooled instead: well inside GitHub's
+/// 10 s, which counts the delivery as failed (and never retries it by itself) after that.
+const PUBLISH_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Stores the kept body (if any) and publishes every event (awaiting acks), or spools them
 /// all when NATS is down, a publish fails, or older deliveries still wait in the spool (to
 /// keep their order).
@@ -275,23 +279,40 @@ pub(crate) async fn make_durable(
 ) -> Result<Stored, NotStored> {
     let connected = state.client.connection_state() == async_nats::connection::State::Connected;
     if connected && state.spool.is_empty() {
-        let kept = match original {
-            Some((key, body)) => state.originals.put(key, body).await,
-            None => Ok(()),
+        // NATS gone without the client noticing yet: its acks would come after GitHub gave up
+        // (10 s), so past the deadline the delivery goes to the spool. Should the publish have
+        // landed after all, the spool's replay is a duplicate the stream drops.
+        let attempt = async {
+            if let Some((key, body)) = original {
+                state.originals.put(key, body).await?;
+            }
+            let batch: Vec<_> = events.iter().map(|e| (e.envelope.clone(), e.body.clone())).collect();
+            state.publisher.publish_batch(&batch).await.map_err(|e| crate::error::Error::nats(&e))
         };
-        let batch: Vec<_> = events.iter().map(|e| (e.envelope.clone(), e.body.clone())).collect();
-        let published = match kept {
-            Ok(()) => state.publisher.publish_batch(&batch).await.map_err(|e| (e.is_permanent(), e.to_string())),
-            Err(e) => Err((false, e)),
-        };
+        let published = tokio::time::timeout(PUBLISH_DEADLINE, attempt).await.unwrap_or_else(|_| {
+            Err(crate::error::Error::Nats {
+                message: format!("no publish acks within {} s", PUBLISH_DEADLINE.as_secs()),
+                permanent: false,
+            })
+        });
         match published {
             Ok(acks) if !acks.is_empty() && acks.iter().all(|a| a.duplicate) => return Ok(Stored::AlreadyInStream),
             Ok(_) => return Ok(Stored::Published),
-            Err((true, err)) => return Err(NotStored::Refused(err)),
-            Err((false, err)) => tracing::warn!(error = %err, "publish failed; spooling the delivery"),
+            Err(err) if err.is_permanent() => return Err(NotStored::Refused(err.to_string())),
+            Err(err) => tracing::warn!(error = %err, "publish failed; spooling the delivery"),
         }
     }
-    let batch: Vec<SpooledEvent> = events.iter().map(|e| SpooledEvent::new(&e.envelope, &e.body)).collect();
+    // The spool is replayed from another task, later: the delivery's trace context goes with
+    // each event, so the replayed publish continues this delivery's trace.
+    let traceparent = slipway_runtime::telemetry::current_traceparent();
+    let batch: Vec<SpooledEvent> = events
+        .iter()
+        .map(|e| {
+            let mut envelope = e.envelope.clone();
+            envelope.traceparent = envelope.traceparent.or_else(|| traceparent.clone());
+            SpooledEvent::new(&envelope, &e.body)
+        })
+        .collect();
     let spool = state.spool.clone();
     let original = original.map(|(key, body)| (key.to_owned(), body.to_vec()));
     tokio::task::spawn_blocking(move || {

@@ -16,6 +16,7 @@ pub mod chatops;
 pub mod config;
 pub mod cut;
 pub mod deliveries;
+pub mod error;
 pub mod github;
 pub mod gittree;
 pub mod http;
@@ -33,7 +34,7 @@ pub use config::Config;
 
 use anyhow::Context as _;
 use slipway_runtime::admin::AdminServer;
-use slipway_runtime::service::{self, Boot};
+use slipway_runtime::service::{self, Boot, Running};
 use sqlx::migrate::Migrator;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -57,65 +58,83 @@ pub async fn serve(
     http_listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // The recorder first: opening the spool sets its gauges (files left from before a
+    // restart), which a recorder installed later would never see.
+    let recorder = slipway_runtime::admin::metrics_recorder();
     let spool = Arc::new(spool::Spool::open(&config.spool.dir).context("spool.dir")?);
-    let matcher = apps::AppMatcher::new(&config.apps).map_err(anyhow::Error::msg).context("apps")?;
+    let matcher = apps::AppMatcher::new(&config.apps).context("apps")?;
     let secrets = config.github.secrets()?;
+    // Borrowed by the boot; the body takes the config itself.
+    let (nats, database) = (config.nats.clone(), config.database.clone());
     let boot = Boot {
         name: "ingest",
-        nats: &config.nats,
-        database: &config.database,
+        nats: &nats,
+        database: &database,
         migrator: &MIGRATOR,
         admin: AdminServer::new()
-            .with_metrics(slipway_runtime::admin::metrics_recorder())
+            .with_metrics(recorder)
             .with_check(Box::new(spool_admin::SpoolCheck(spool.clone())))
             .with_routes(spool_admin::routes(spool.clone())),
         nats_required: false,
+        outbox: false,
     };
-    let (ctx, admin) = match service::start(boot, admin_listener, &shutdown).await {
-        Ok(started) => started,
-        Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
+    service::run(boot, admin_listener, &shutdown, |running| {
+        accept(running, config, http_listener, spool, matcher, secrets)
+    })
+    .await
+}
+
+/// Accepts webhooks until the service stops; the spool replay, the delivery records, the
+/// catalog's reloads and the reconciler run beside it as the service's tasks.
+async fn accept(
+    running: Running,
+    config: Config,
+    http_listener: TcpListener,
+    spool: Arc<spool::Spool>,
+    matcher: apps::AppMatcher,
+    secrets: Vec<slipway_runtime::config::Secret>,
+) -> anyhow::Result<()> {
+    let (ctx, shutdown) = (&running.ctx, &running.shutdown);
     let retention = std::time::Duration::from_secs(config.github.delivery_retention_hours * 3600);
     let js = async_nats::jetstream::new(ctx.client.clone());
     let replicas = config.nats.stream_replicas;
-    let originals = match service::retry("originals bucket", &shutdown, || async {
-        originals::Originals::open(&js, retention, replicas).await.map_err(slipway_runtime::Error::Nats)
+    let originals = service::retry("originals bucket", shutdown, || async {
+        // The runtime's retry loop takes the runtime's error: a failure here is NATS's.
+        originals::Originals::open(&js, retention, replicas).await.map_err(|e| match e {
+            error::Error::Runtime(e) => e,
+            other => slipway_runtime::Error::Nats(other.to_string()),
+        })
     })
-    .await
-    {
-        Ok(originals) => originals,
-        Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
+    .await?;
     let (apps, reloader) = if config.catalog.enabled() {
-        let store = match slipway_runtime::catalog::open(&ctx.client, replicas, &shutdown).await {
-            Ok(store) => store,
-            Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
+        let store = slipway_runtime::catalog::open(&ctx.client, replicas, shutdown).await?;
         let reloader = Arc::new(catalog::Reloader::new(config.catalog.clone(), store.clone(), ctx.publisher.clone()));
         // The catalog in force before the first webhook: compared with its branch (or file) now.
         if let Err(e) = reloader.reload(None, None).await {
             tracing::warn!(error = %e, "catalog not read at start; the revision in force stays");
         }
-        tokio::spawn(reloader.clone().keep_current(shutdown.child_token()));
-        let (live, _watch) = slipway_runtime::catalog::Live::watch(store, shutdown.child_token()).await?;
+        running.spawn("catalog reloads", reloader.clone().keep_current(shutdown.child_token()));
+        let (live, watch) = slipway_runtime::catalog::Live::watch(store, shutdown.child_token()).await?;
+        running.spawn("catalog watch", watch);
         (catalog::Apps::Live { live, cache: std::sync::Mutex::default() }, Some(reloader))
     } else {
         (catalog::Apps::Fixed(Arc::new(matcher)), None)
     };
-    let replay = tokio::spawn(replay::replay(
-        spool.clone(),
-        ctx.publisher.clone(),
-        originals.clone(),
-        ctx.client.clone(),
-        shutdown.child_token(),
-    ));
+    running.spawn(
+        "spool replay",
+        replay::replay(
+            spool.clone(),
+            ctx.publisher.clone(),
+            originals.clone(),
+            ctx.client.clone(),
+            shutdown.child_token(),
+        ),
+    );
     let (recorder, recording) = deliveries::Recorder::spawn(ctx.pool.clone(), shutdown.child_token());
+    running.spawn("delivery records", recording);
     let known = Arc::new(known::Known::new());
     known::load(&ctx.pool, &known).await;
-    tokio::spawn(known::keep_loaded(ctx.pool.clone(), known.clone(), shutdown.child_token()));
+    running.spawn("known deliveries", known::keep_loaded(ctx.pool.clone(), known.clone(), shutdown.child_token()));
     let state = Arc::new(http::Webhooks {
         secrets,
         apps,
@@ -132,22 +151,19 @@ pub async fn serve(
     });
     if let Some(token) = config.github.reconcile.validated()? {
         let reconciler = reconcile::Reconciler::new(config.github.reconcile.clone(), token, ctx.pool.clone());
-        tokio::spawn(reconciler.run(shutdown.child_token()));
+        running.spawn("reconciler", reconciler.run(shutdown.child_token()));
     }
-    tokio::spawn(deliveries::prune_periodically(ctx.pool.clone(), retention, shutdown.child_token()));
+    running
+        .spawn("delivery pruning", deliveries::prune_periodically(ctx.pool.clone(), retention, shutdown.child_token()));
     let limits = http::BodyLimits {
         max_bytes: config.github.max_body_bytes,
         timeout: std::time::Duration::from_millis(config.http.body_timeout_ms),
     };
     let app = http::router(state, limits);
     tracing::info!(listen = %http_listener.local_addr()?, "accepting webhooks");
+    running.started();
     // Graceful: stop accepting, let in-flight deliveries finish (they end durable or failed).
     let header_timeout = std::time::Duration::from_millis(config.http.header_timeout_ms);
     server::serve(http_listener, app, header_timeout, shutdown.clone()).await;
-    tracing::info!("shutting down");
-    replay.await?;
-    recording.await?;
-    admin.await??;
-    ctx.client.drain().await?;
     Ok(())
 }

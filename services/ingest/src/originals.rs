@@ -46,7 +46,7 @@ impl std::fmt::Debug for Originals {
 
 impl Originals {
     /// Binds to the bucket, creating it with objects kept for `retention`.
-    pub async fn open(js: &jetstream::Context, retention: Duration, replicas: usize) -> Result<Self, String> {
+    pub async fn open(js: &jetstream::Context, retention: Duration, replicas: usize) -> crate::error::Result<Self> {
         let config = object_store::Config {
             bucket: ORIGINALS_BUCKET.to_owned(),
             description: Some("slipway: whole webhook bodies by delivery id".to_owned()),
@@ -55,15 +55,18 @@ impl Originals {
             num_replicas: replicas,
             ..Default::default()
         };
-        let store = slipway_runtime::jetstream::object_store(js, config).await.map_err(|e| e.to_string())?;
+        let store = slipway_runtime::jetstream::object_store(js, config).await?;
         Ok(Self { store })
     }
 
     /// Stores `body` under `key` (again: the same delivery's body replaces itself).
-    pub async fn put(&self, key: &str, body: &[u8]) -> Result<(), String> {
+    pub async fn put(&self, key: &str, body: &[u8]) -> crate::error::Result<()> {
         let started = std::time::Instant::now();
         let mut reader = body;
-        self.store.put(key, &mut reader).await.map_err(|e| format!("keeping the original of {key}: {e}"))?;
+        (self.store.put(key, &mut reader).await).map_err(|e| crate::error::Error::Nats {
+            message: format!("keeping the original of {key}: {e}"),
+            permanent: false,
+        })?;
         metrics::histogram!("slipway_ingest_original_put_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("slipway_ingest_originals_kept_total").increment(1);
         Ok(())

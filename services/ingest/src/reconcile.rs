@@ -16,6 +16,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{Error, Result};
+
+/// A request to GitHub that did not get an answer (connection, TLS, a body that is not JSON).
+fn api(e: reqwest::Error) -> Error {
+    Error::GitHub(e.to_string())
+}
+
 /// GitHub keeps deliveries redeliverable for 3 days; stay inside that with a margin.
 pub const REDELIVERY_WINDOW: Duration = Duration::from_secs(71 * 3600);
 /// Arbitrary key of the advisory lock that makes one replica the reconciler.
@@ -151,17 +158,17 @@ impl Reconciler {
     }
 
     /// Lists attempts newest first until they are older than the window (or 10 pages).
-    async fn list(&self, now: DateTime<Utc>) -> Result<Vec<HookDelivery>, String> {
+    async fn list(&self, now: DateTime<Utc>) -> Result<Vec<HookDelivery>> {
         let mut url = Some(self.url("deliveries?per_page=100"));
         let mut all = Vec::new();
         for _ in 0..10 {
             let Some(page_url) = url.take() else { break };
-            let resp = self.get(&page_url).send().await.map_err(|e| e.to_string())?;
+            let resp = self.get(&page_url).send().await.map_err(api)?;
             if !resp.status().is_success() {
-                return Err(format!("listing deliveries: HTTP {}", resp.status()));
+                return Err(Error::GitHub(format!("listing deliveries: HTTP {}", resp.status())));
             }
             url = next_link(resp.headers().get("link").and_then(|v| v.to_str().ok()));
-            let page: Vec<HookDelivery> = resp.json().await.map_err(|e| e.to_string())?;
+            let page: Vec<HookDelivery> = resp.json().await.map_err(api)?;
             let old = page.iter().any(|d| now - d.delivered_at > chrono::Duration::hours(72));
             all.extend(page);
             if old {
@@ -172,13 +179,10 @@ impl Reconciler {
     }
 
     /// One cycle; returns the attempt ids it asked GitHub to redeliver.
-    pub async fn cycle(&self, now: DateTime<Utc>) -> Result<Vec<u64>, String> {
-        let mut lock = self.pool.acquire().await.map_err(|e| e.to_string())?;
-        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LOCK_KEY)
-            .fetch_one(&mut *lock)
-            .await
-            .map_err(|e| e.to_string())?;
+    pub async fn cycle(&self, now: DateTime<Utc>) -> Result<Vec<u64>> {
+        let mut lock = self.pool.acquire().await?;
+        let mine: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LOCK_KEY).fetch_one(&mut *lock).await?;
         if !mine {
             return Ok(Vec::new());
         }
@@ -187,15 +191,14 @@ impl Reconciler {
         result
     }
 
-    async fn cycle_locked(&self, now: DateTime<Utc>) -> Result<Vec<u64>, String> {
+    async fn cycle_locked(&self, now: DateTime<Utc>) -> Result<Vec<u64>> {
         let attempts = self.list(now).await?;
         let guids: Vec<String> = attempts.iter().map(|a| a.guid.clone()).collect();
         let accepted: HashSet<String> =
             sqlx::query_scalar::<_, String>("SELECT delivery_id FROM github_deliveries WHERE delivery_id = ANY($1)")
                 .bind(&guids)
                 .fetch_all(&self.pool)
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 .into_iter()
                 .collect();
         let ids = to_redeliver(&attempts, &accepted, now, self.config.max_per_cycle);
@@ -208,9 +211,9 @@ impl Reconciler {
                 .header("x-github-api-version", "2022-11-28")
                 .send()
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(api)?;
             if !resp.status().is_success() {
-                return Err(format!("redelivery of {id}: HTTP {}", resp.status()));
+                return Err(Error::GitHub(format!("redelivery of {id}: HTTP {}", resp.status())));
             }
             metrics::counter!("slipway_ingest_redeliveries_requested_total").increment(1);
         }

@@ -4,6 +4,7 @@
 //! that does not parse) moves that entry to the dead letters and the round goes on: one bad
 //! entry never holds up the deliveries behind it.
 
+use crate::error::{Error, Result};
 use crate::originals::Originals;
 use crate::spool::Spool;
 use bytes::Bytes;
@@ -23,49 +24,43 @@ pub struct Round {
     pub dead_lettered: usize,
 }
 
-/// Why an entry did not go out.
-enum Failure {
-    /// Retrying later may work; the round stops here.
-    Transient(String),
-    /// Retrying cannot work; the entry is moved aside.
-    Permanent(String),
-}
-
 /// Publishes every pending entry (oldest first) and deletes it; stops at the first transient
 /// failure so order is kept, and moves aside entries that can never be published.
-pub async fn replay_once(spool: &Spool, publisher: &Publisher, originals: &Originals) -> Result<Round, String> {
-    let files = spool.pending().map_err(|e| e.to_string())?;
+/// A failure that will pass ([`Error::is_permanent`] false) stops the round: it is in the
+/// error, with how many entries went out before it.
+pub async fn replay_once(spool: &Spool, publisher: &Publisher, originals: &Originals) -> Result<Round> {
+    let files = spool.pending()?;
     let mut round = Round::default();
     for path in &files {
         match replay_entry(spool, publisher, originals, path).await {
             Ok(()) => {
-                spool.remove(path).map_err(|e| e.to_string())?;
+                spool.remove(path)?;
                 round.replayed += 1;
             }
-            Err(Failure::Permanent(reason)) => {
-                spool.dead_letter(path, &reason).map_err(|e| e.to_string())?;
+            Err(e) if e.is_permanent() => {
+                spool.dead_letter(path, &e.to_string())?;
                 round.dead_lettered += 1;
             }
-            Err(Failure::Transient(e)) => return Err(format!("after {} entries: {e}", round.replayed)),
+            Err(e) => {
+                tracing::debug!(replayed = round.replayed, "spool replay stops at a failure that may pass");
+                return Err(e);
+            }
         }
     }
     Ok(round)
 }
 
-async fn replay_entry(spool: &Spool, publisher: &Publisher, originals: &Originals, path: &Path) -> Result<(), Failure> {
-    let entry = spool.read(path).map_err(|e| Failure::Permanent(e.to_string()))?;
+async fn replay_entry(spool: &Spool, publisher: &Publisher, originals: &Originals, path: &Path) -> Result<()> {
+    // An entry that does not read is corrupt for good: Error::Spool(Corrupt) is permanent.
+    let entry = spool.read(path)?;
     if let Some(key) = &entry.original {
         // The body first: once the events are out, a consumer may ask for it.
-        let body = spool.original(path).map_err(|e| Failure::Permanent(e.to_string()))?;
-        originals.put(key, &body).await.map_err(Failure::Transient)?;
+        let body = spool.original(path).map_err(|e| Error::Invalid(e.to_string()))?;
+        originals.put(key, &body).await?;
     }
     for event in entry.events {
-        let envelope = Envelope::from_pairs(&event.headers).map_err(|e| Failure::Permanent(e.to_string()))?;
-        match publisher.publish_envelope(&envelope, Bytes::from(event.body)).await {
-            Ok(_) => {}
-            Err(e) if e.is_permanent() => return Err(Failure::Permanent(e.to_string())),
-            Err(e) => return Err(Failure::Transient(e.to_string())),
-        }
+        let envelope = Envelope::from_pairs(&event.headers).map_err(|e| Error::Invalid(e.to_string()))?;
+        (publisher.publish_envelope(&envelope, Bytes::from(event.body)).await).map_err(|e| Error::nats(&e))?;
     }
     Ok(())
 }

@@ -23,13 +23,15 @@ impl ReadinessCheck for SpoolCheck {
         "spool"
     }
 
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn check(&self) -> BoxFuture<'_, slipway_runtime::admin::Readiness> {
         let (pending, dead) = (self.0.len(), self.0.dead_count());
         async move {
             if pending == 0 && dead == 0 {
                 Ok(())
             } else {
-                Err(format!("{pending} entries waiting for NATS, {dead} dead letters"))
+                Err(slipway_runtime::admin::NotReady(format!(
+                    "{pending} entries waiting for NATS, {dead} dead letters"
+                )))
             }
         }
         .boxed()

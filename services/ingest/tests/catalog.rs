@@ -179,3 +179,34 @@ async fn the_catalog_is_live_from_git_pushes() {
     assert_eq!(history.len(), 3);
     ingest.stop().await;
 }
+
+/// The hourly-ish recheck finds the branch moved by commits that leave the catalog as it is
+/// (the promoter's own, to the overlays): nothing is published, so no service loads the same
+/// catalog again. A push of such a commit is still a revision (its commit status needs one),
+/// and a real change on the recheck is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recheck_publishes_only_a_changed_catalog() {
+    use slipway_ingest::catalog::{CatalogConfig, Reloaded, Reloader};
+    let nats = NatsServer::start().await.expect("nats");
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let url = daemon.create_bare_repo("acme/deploy").expect("repo");
+    let deploy = Work::clone(&url);
+    let only_writer = CATALOG.split("generators:").next().expect("apps");
+    deploy.commit(&[("slipway.yaml", only_writer)]);
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let store = CatalogStore::open(&async_nats::jetstream::new(client.clone()), 1).await.expect("store");
+    let work = tempfile::tempdir().expect("work");
+    let config = CatalogConfig { repository: Some(url), work_dir: work.path().to_owned(), ..CatalogConfig::default() };
+    let reloader = Reloader::new(config, store.clone(), slipway_runtime::jetstream::Publisher::new(client, "/test"));
+
+    assert!(matches!(reloader.reload(None, None).await.expect("first"), Reloaded::Published(..)));
+    let overlay = deploy.commit(&[("dev/writer.yaml", "image: writer:1\n")]);
+    assert!(matches!(reloader.reload(None, None).await.expect("recheck"), Reloaded::Unchanged));
+    assert_eq!(store.history().await.expect("history").len(), 1, "the same catalog is not published again");
+
+    let pushed = reloader.reload(Some(overlay.clone()), None).await.expect("push");
+    assert!(matches!(pushed, Reloaded::Published(ref r, _) if r.commit == overlay), "a push is a revision");
+    deploy.commit(&[("slipway.yaml", &format!("{only_writer}{READER}"))]);
+    assert!(matches!(reloader.reload(None, None).await.expect("changed"), Reloaded::Published(..)));
+    assert_eq!(store.history().await.expect("history").len(), 3);
+}

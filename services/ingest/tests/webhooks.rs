@@ -175,13 +175,7 @@ async fn while_nats_is_down_deliveries_are_spooled_then_replayed_in_order() {
     assert_eq!(spooled, 3, "one fsync'd file per delivery");
 
     nats.restart().await.expect("restart nats");
-    for _ in 0..200 {
-        if spool_entries(ingest.spool.path()) == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(spool_entries(ingest.spool.path()), 0, "spool drained");
+    wait_spool_drained(ingest.spool.path()).await;
     let messages = stream_messages(&nats).await;
     assert_eq!(messages.len(), 1 + 3 * 3, "ping + 3 pushes × (push + 2 builds)");
     let pushes: Vec<&str> = messages
@@ -190,6 +184,37 @@ async fn while_nats_is_down_deliveries_are_spooled_then_replayed_in_order() {
         .map(|(_, b)| b["deliveryId"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(pushes, [delivery_id(2), delivery_id(3), delivery_id(4)], "replayed in order");
+    ingest.stop().await;
+}
+
+/// A NATS that stops answering without closing the connection (a frozen process, a network
+/// that drops packets): the client still counts itself connected, so the publish is tried, and
+/// past its deadline the delivery is spooled, answered 202 well inside GitHub's 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_that_stops_answering_gets_the_delivery_spooled_in_time() {
+    let nats = NatsServer::start().await.expect("nats");
+    let ingest = Ingest::start(&nats, |_| {}).await;
+    let ping = std::fs::read(fixtures_dir().join("ping/payload.json")).expect("fixture");
+    assert_eq!(ingest.deliver("ping", &delivery_id(1), &ping).await.0, 202);
+
+    let pid = nats.pid().expect("nats pid").to_string();
+    let frozen = std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("kill -STOP");
+    assert!(frozen.success());
+    let started = std::time::Instant::now();
+    let (status, body) = ingest.deliver("push", &delivery_id(2), &monorepo_push()).await;
+    let took = started.elapsed();
+    let thawed = std::process::Command::new("kill").args(["-CONT", &pid]).status().expect("kill -CONT");
+    assert!(thawed.success());
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["spooled"], true, "{body}");
+    // The publish deadline (2 s), not the client's ack timeout (5 s), decides when it is spooled.
+    assert!(took < Duration::from_secs(4), "answered after {took:?}; GitHub gives up at 10 s");
+
+    // Once NATS answers again, the spool goes out (the stream drops a copy that made it).
+    wait_spool_drained(ingest.spool.path()).await;
+    let messages = stream_messages(&nats).await;
+    let pushes = messages.iter().filter(|(s, _)| s.starts_with("slipway.source.push")).count();
+    assert_eq!(pushes, 1, "the push is in the stream once");
     ingest.stop().await;
 }
 
@@ -279,6 +304,17 @@ async fn pruned_deliveries_are_still_deduplicated_by_the_stream_window() {
 }
 
 /// Entries waiting in the spool directory (not its `dead/` letters).
+/// Waits (10 s at most) until the spool in `dir` is empty: replayed to NATS.
+async fn wait_spool_drained(dir: &std::path::Path) {
+    for _ in 0..200 {
+        if spool_entries(dir) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(spool_entries(dir), 0, "spool drained");
+}
+
 fn spool_entries(dir: &std::path::Path) -> usize {
     let entries = std::fs::read_dir(dir).expect("spool");
     entries.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))).count()

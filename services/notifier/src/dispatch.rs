@@ -10,6 +10,7 @@
 
 use crate::config::RetryConfig;
 use crate::destination::{Destination, Provider, Redactor};
+use crate::error::{Error, Result};
 use crate::providers::{self, Input, Plan, Request};
 use crate::render::{self, Context, Message};
 use crate::routing::{RouteConfig, Router, Target};
@@ -111,30 +112,31 @@ impl Dispatcher {
         settings: Settings<'_>,
         destinations: Vec<Destination>,
         shutdown: CancellationToken,
-    ) -> Self {
+    ) -> Result<Self> {
         let Settings { routes, retry, lease, redactor } = settings;
         let remotes = destinations
             .into_iter()
             .map(|d| (d.name.clone(), Remote { limiter: RateLimiter::new(d.rate_limit_per_sec), destination: d }))
             .collect();
-        let client = reqwest::Client::builder().user_agent("slipway-notifier").build().unwrap_or_default();
+        let client = reqwest::Client::builder().user_agent("slipway-notifier").build()?;
         let templates = routes.iter().map(|r| r.template.clone()).collect();
-        Self { pool, source, router, templates, remotes, client, retry, lease, redactor, shutdown, catalog: None }
+        Ok(Self { pool, source, router, templates, remotes, client, retry, lease, redactor, shutdown, catalog: None })
     }
 
     /// The consumer handler: delivers to every routed destination; retries the message only
     /// when the database failed or another replica holds a claim.
     pub async fn handle(self: Arc<Self>, d: Delivery) -> Outcome {
-        if d.envelope.kind.domain() == EventKind::NotificationSent.domain() {
+        // Notifications about notifications would loop; single measurements are for the
+        // dashboard (their check's verdict is summarized in `verification.completed`).
+        if d.envelope.kind.domain() == EventKind::NotificationSent.domain()
+            || d.envelope.kind == EventKind::VerificationMeasured
+        {
             return Outcome::Ack;
         }
         let targets = self.router.route(&self.facts(&d.payload));
         let runs = targets.iter().map(|t| self.deliver(&d.envelope, &d.payload, &d.body, t));
         let results = futures::future::join_all(runs).await;
-        match results.into_iter().find_map(Result::err) {
-            None => Outcome::Ack,
-            Some(e) => Outcome::Retry(e),
-        }
+        Error::outcome_of(results.iter().filter_map(|r| r.as_ref().err()))
     }
 
     /// The routing target for `destination` (for a replay: with the template it has now).
@@ -162,34 +164,34 @@ impl Dispatcher {
     }
 
     /// Delivers one event to one destination. `Err` means: try the event again later.
+    #[tracing::instrument(name = "notify", skip_all, fields(destination = %target.destination, event.id = %envelope.id))]
     pub async fn deliver(
         &self,
         envelope: &Envelope,
         payload: &Payload,
         body: &[u8],
         target: &Target,
-    ) -> Result<Delivered, String> {
+    ) -> Result<Delivered> {
         let Some(remote) = self.remotes.get(&target.destination) else {
-            return Err(format!("no destination {:?}", target.destination));
+            return Err(Error::UnknownDestination(target.destination.clone()));
         };
         let dest = &remote.destination;
         let event_id = envelope.id.as_str();
-        let (done, last_error) =
-            match store::claim(&self.pool, event_id, &dest.name, self.lease).await.map_err(|e| e.to_string())? {
-                Claim::Done(state) => {
-                    metrics::counter!("slipway_notifier_duplicates_total", "provider" => dest.provider.as_str())
-                        .increment(1);
-                    return Ok(Delivered::AlreadyDone(state));
-                }
-                Claim::Busy => return Err("another replica is delivering it".to_owned()),
-                Claim::Mine { attempts, last_error } => (attempts, last_error),
-            };
+        let (done, last_error) = match store::claim(&self.pool, event_id, &dest.name, self.lease).await? {
+            Claim::Done(state) => {
+                metrics::counter!("slipway_notifier_duplicates_total", "provider" => dest.provider.as_str())
+                    .increment(1);
+                return Ok(Delivered::AlreadyDone(state));
+            }
+            Claim::Busy => return Err(Error::Busy),
+            Claim::Mine { attempts, last_error } => (attempts, last_error),
+        };
         let message = self.message(envelope, payload, body, target);
         let now = chrono::Utc::now().timestamp();
         let input = Input { destination: dest, envelope, payload, body, message: &message, now };
-        let request = match self.plan(&input).await.map_err(|e| e.to_string())? {
+        let request = match self.plan(&input).await? {
             Plan::Skip(why) => {
-                store::skip(&self.pool, event_id, &dest.name, why).await.map_err(|e| e.to_string())?;
+                store::skip(&self.pool, event_id, &dest.name, why).await?;
                 return Ok(Delivered::Skipped);
             }
             Plan::Send(r) => r,
@@ -219,8 +221,8 @@ impl Dispatcher {
         Ok(providers::plan(input))
     }
 
-    /// Attempts `request` until it is sent, fails for good, or attempts run out. Returns
-    /// (attempts made in all, `Ok(response body)` or `Err(last error)`).
+    /// Attempts `request` until it is sent, fails for good, or attempts run out. Returns the
+    /// attempts made in all and how the last one went.
     async fn attempts(
         &self,
         remote: &Remote,
@@ -228,7 +230,7 @@ impl Dispatcher {
         mut request: Request,
         done: u32,
         last_error: Option<String>,
-    ) -> Result<(u32, Result<String, String>), String> {
+    ) -> Result<(u32, Attempted)> {
         let dest = &remote.destination;
         let provider = dest.provider.as_str();
         let event_id = input.envelope.id.as_str();
@@ -247,13 +249,11 @@ impl Dispatcher {
             metrics::histogram!("slipway_notifier_request_seconds", "provider" => provider)
                 .record(started.elapsed().as_secs_f64());
             let (err, after) = match result {
-                Attempt::Sent { body, .. } => return Ok((attempt, Ok(body))),
-                Attempt::Fail(e) => return Ok((attempt, Err(self.redactor.redact(&e)))),
+                Attempt::Sent { body, .. } => return Ok((attempt, Attempted::Sent(body))),
+                Attempt::Fail(e) => return Ok((attempt, Attempted::Failed(self.redactor.redact(&e)))),
                 Attempt::Retry { error, after } => (self.redactor.redact(&error), after),
             };
-            store::record_attempt(&self.pool, event_id, &dest.name, attempt, Some(&err))
-                .await
-                .map_err(|e| e.to_string())?;
+            store::record_attempt(&self.pool, event_id, &dest.name, attempt, Some(&err)).await?;
             tracing::warn!(destination = %dest.name, provider, action = request.action, attempt, error = %err, "post failed");
             error = err;
             if attempt >= self.retry.attempts {
@@ -262,11 +262,11 @@ impl Dispatcher {
             metrics::counter!("slipway_notifier_retried_total", "provider" => provider).increment(1);
             let wait = send::delay(&self.retry, attempt + 1, after, rand::random::<f64>());
             tokio::select! {
-                () = self.shutdown.cancelled() => return Err("shutting down".to_owned()),
+                () = self.shutdown.cancelled() => return Err(Error::ShuttingDown),
                 () = tokio::time::sleep(wait) => {}
             }
         }
-        Ok((attempt, Err(error)))
+        Ok((attempt, Attempted::Failed(error)))
     }
 
     async fn finish(
@@ -275,13 +275,13 @@ impl Dispatcher {
         payload: &Payload,
         body: &[u8],
         dest: &Destination,
-        (attempts, result): (u32, Result<String, String>),
-    ) -> Result<Delivered, String> {
+        (attempts, result): (u32, Attempted),
+    ) -> Result<Delivered> {
         let provider = dest.provider.as_str();
         let (app, _) = render::app_stage(payload);
         let event_id = envelope.id.to_string();
         match result {
-            Ok(response) => {
+            Attempted::Sent(response) => {
                 self.remember_deployment(payload, dest, &response).await;
                 let sent = NotificationSent {
                     event_id,
@@ -290,12 +290,12 @@ impl Dispatcher {
                     app,
                     attempts,
                 };
-                store::finish_sent(&self.pool, &self.source, &sent).await.map_err(|e| e.to_string())?;
+                store::finish_sent(&self.pool, &self.source, &sent).await?;
                 metrics::counter!("slipway_notifier_sent_total", "provider" => provider).increment(1);
                 tracing::info!(destination = %dest.name, provider, attempts, "notification sent");
                 Ok(Delivered::Sent)
             }
-            Err(error) => {
+            Attempted::Failed(error) => {
                 let error = self.redactor.redact(&error);
                 let failed = NotificationFailed {
                     event_id,
@@ -305,9 +305,7 @@ impl Dispatcher {
                     attempts,
                     error: failure_text(&error),
                 };
-                store::finish_dead(&self.pool, &self.source, &failed, envelope, body)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                store::finish_dead(&self.pool, &self.source, &failed, envelope, body).await?;
                 metrics::counter!("slipway_notifier_failed_total", "provider" => provider).increment(1);
                 tracing::error!(destination = %dest.name, provider, attempts, error = %error, "notification failed; dead-lettered");
                 Ok(Delivered::Dead(error))
@@ -331,13 +329,12 @@ impl Dispatcher {
     }
 
     /// Replays dead letter `id`: reopens its delivery and delivers it again now.
-    pub async fn replay(&self, id: i64) -> Result<Option<Delivered>, String> {
-        let Some((destination, envelope, body)) = store::dead_event(&self.pool, id).await.map_err(|e| e.to_string())?
-        else {
+    pub async fn replay(&self, id: i64) -> Result<Option<Delivered>> {
+        let Some((destination, envelope, body)) = store::dead_event(&self.pool, id).await? else {
             return Ok(None);
         };
-        let payload = slipway_mesh::decode_payload(envelope.kind, &body).map_err(|e| e.to_string())?;
-        store::reopen(&self.pool, id, &envelope.id, &destination).await.map_err(|e| e.to_string())?;
+        let payload = slipway_mesh::decode_payload(envelope.kind, &body)?;
+        store::reopen(&self.pool, id, &envelope.id, &destination).await?;
         let target = self.target_for(&payload, &destination);
         self.deliver(&envelope, &payload, &body, &target).await.map(Some)
     }
@@ -380,4 +377,13 @@ mod tests {
         assert!(failed.error.len() <= MAX_ERROR_BYTES && failed.error.starts_with("HTTP 502"));
         assert!(slipway_mesh::prepare("/test", &failed).is_ok(), "within the event bound");
     }
+}
+
+/// How the last attempt at a request went.
+#[derive(Debug)]
+enum Attempted {
+    /// Sent; the response body.
+    Sent(String),
+    /// Failed for good or out of attempts; the (redacted) error.
+    Failed(String),
 }

@@ -48,7 +48,7 @@ async fn replay(State(slot): State<Slot>, Path(id): Path<i64>) -> Response {
         Ok(Some(Delivered::Skipped)) => (StatusCode::OK, json!({ "status": "skipped" })),
         Ok(Some(Delivered::AlreadyDone(state))) => (StatusCode::OK, json!({ "status": state })),
         Ok(Some(Delivered::Dead(error))) => (StatusCode::BAD_GATEWAY, json!({ "status": "failed", "error": error })),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e })),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() })),
     };
     (status, axum::Json(body)).into_response()
 }

@@ -142,7 +142,7 @@ async fn callback(State(state): State<Arc<Interactions>>, headers: HeaderMap, bo
     let command = match command(&state, &body) {
         Ok(Some(c)) => c,
         Ok(None) => return reply(StatusCode::OK, "ignored", "not an approval button".into()),
-        Err(e) => return reply(StatusCode::BAD_REQUEST, "malformed", e),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
     };
     let (id, command) = command;
     match state.publisher.publish_with_id(id, &command).await {
@@ -159,31 +159,46 @@ async fn callback(State(state): State<Arc<Interactions>>, headers: HeaderMap, bo
     }
 }
 
+/// Why a verified callback body is not a command Slipway can take: answered with 400.
+#[derive(Debug, thiserror::Error)]
+enum Malformed {
+    #[error("no payload field")]
+    NoPayload,
+    #[error("payload: {0}")]
+    Payload(serde_json::Error),
+    #[error("button value: {0}")]
+    ButtonValue(serde_json::Error),
+    #[error("no user name")]
+    NoUser,
+    /// An id or subject that cannot be built from the button (an app or stage that is not a name).
+    #[error("{0}")]
+    Name(#[from] slipway_mesh::Error),
+}
+
 /// The command a verified callback body asks for (`None` for anything but our buttons).
-fn command(state: &Interactions, body: &[u8]) -> Result<Option<(EventId, ChatopsCommand)>, String> {
+fn command(state: &Interactions, body: &[u8]) -> Result<Option<(EventId, ChatopsCommand)>, Malformed> {
     let json = form_urlencoded::parse(body)
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v.into_owned())
-        .ok_or("no payload field")?;
-    let payload: Payload = serde_json::from_str(&json).map_err(|e| format!("payload: {e}"))?;
+        .ok_or(Malformed::NoPayload)?;
+    let payload: Payload = serde_json::from_str(&json).map_err(Malformed::Payload)?;
     if payload.r#type != "block_actions" {
         return Ok(None);
     }
     let Some(action) = payload.actions.iter().find(|a| a.action_id == APPROVE || a.action_id == REJECT) else {
         return Ok(None);
     };
-    let ask: ApprovalAsk = serde_json::from_str(&action.value).map_err(|e| format!("button value: {e}"))?;
+    let ask: ApprovalAsk = serde_json::from_str(&action.value).map_err(Malformed::ButtonValue)?;
     let (kind, verb) =
         if action.action_id == APPROVE { (CommandKind::Approve, "approve") } else { (CommandKind::Reject, "reject") };
     let actor = state.actors.get(&payload.user.id).cloned().unwrap_or_else(|| {
         if payload.user.username.is_empty() { payload.user.name.clone() } else { payload.user.username.clone() }
     });
     if actor.is_empty() {
-        return Err("no user name".into());
+        return Err(Malformed::NoUser);
     }
     let clean = |s: &str| s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '.').collect::<String>();
-    let id = EventId::parse(&format!("slack-{}-{}-{}", clean(&payload.user.id), clean(&action.action_ts), verb))
-        .map_err(|e| e.to_string())?;
+    let id = EventId::parse(&format!("slack-{}-{}-{}", clean(&payload.user.id), clean(&action.action_ts), verb))?;
     let mut command = ChatopsCommand {
         command_id: id.to_string(),
         app: ask.app.clone(),
@@ -196,7 +211,7 @@ fn command(state: &Interactions, body: &[u8]) -> Result<Option<(EventId, Chatops
     };
     command.set_kind(kind);
     // The subject is built from app and stage: they must be valid names.
-    slipway_mesh::EventPayload::subject(&command).map_err(|e| e.to_string())?;
+    slipway_mesh::EventPayload::subject(&command)?;
     Ok(Some((id, command)))
 }
 

@@ -48,6 +48,12 @@ pub fn app_stage(payload: &Payload) -> (String, String) {
         P::BuildStarted(p) => (&p.app, ""),
         P::BuildSucceeded(p) => (&p.app, ""),
         P::BuildFailed(p) => (&p.app, ""),
+        P::BuildScanned(p) => (&p.app, ""),
+        P::BuildScanFailed(p) => (&p.app, ""),
+        P::ScanRequested(p) => (&p.app, &p.stage),
+        P::VerificationRequested(p) => (&p.app, &p.stage),
+        P::VerificationMeasured(p) => (&p.app, &p.stage),
+        P::VerificationCompleted(p) => (&p.app, &p.stage),
         P::PromotionRequested(p) => (&p.app, &p.stage),
         P::PromotionCommitted(p) => (&p.app, &p.stage),
         P::PromotionSynced(p) => (&p.app, &p.stage),
@@ -58,6 +64,7 @@ pub fn app_stage(payload: &Payload) -> (String, String) {
         P::ApprovalRequested(p) => (&p.app, &p.stage),
         P::ApprovalGranted(p) => (&p.app, &p.stage),
         P::ApprovalRejected(p) => (&p.app, &p.stage),
+        P::CommandRefused(p) => (&p.app, &p.stage),
         P::HoldPlaced(p) => (&p.app, &p.stage),
         P::HoldReleased(p) => (&p.app, &p.stage),
         P::NotificationSent(p) => (&p.app, ""),
@@ -80,11 +87,24 @@ pub fn severity(payload: &Payload) -> Severity {
         P::BuildSucceeded(_) | P::PromotionHealthy(_) | P::ApprovalGranted(_) => Severity::Success,
         P::ApprovalRequested(_)
         | P::ApprovalRejected(_)
+        | P::CommandRefused(_)
         | P::HoldPlaced(_)
         | P::PromotionDegraded(_)
         | P::PromotionRolledBack(_) => Severity::Warning,
-        P::BuildFailed(_) | P::PromotionFailed(_) | P::NotificationFailed(_) | P::CatalogRejected(_) => Severity::Error,
+        P::BuildFailed(_)
+        | P::PromotionFailed(_)
+        | P::NotificationFailed(_)
+        | P::CatalogRejected(_)
+        | P::BuildScanFailed(_) => Severity::Error,
+        P::BuildScanned(s) if s.counts.iter().any(|c| c.severity == "CRITICAL" || c.severity == "HIGH") => {
+            Severity::Warning
+        }
         P::SourceTestGate(g) if g.conclusion != "success" => Severity::Warning,
+        P::VerificationCompleted(v) => match v.verdict.as_str() {
+            "successful" => Severity::Success,
+            "inconclusive" => Severity::Warning,
+            _ => Severity::Error,
+        },
         _ => Severity::Info,
     }
 }
@@ -164,6 +184,24 @@ pub fn default_message(payload: &Payload) -> Message {
             format!("Build failed: {}", or(&p.app, "unknown app")),
             format!("{} ({}) at {}", p.message, p.reason, short(&p.commit_sha)),
         ),
+        P::BuildScanned(p) => {
+            link = p.findings.first().map(|f| f.link.clone()).filter(|l| !l.is_empty());
+            (format!("Scan of {}: {}", p.app, scan_counts(p)), scan_text(p))
+        }
+        P::BuildScanFailed(p) => (
+            format!("Scan of {} failed", p.app),
+            format!(
+                "{} could not scan {} ({}): {}",
+                or(&p.scanner, "the scanner"),
+                image(p.image.as_ref()),
+                p.reason,
+                p.message
+            ),
+        ),
+        P::ScanRequested(p) => (
+            format!("Re-scan of {} before {}", p.app, p.stage),
+            format!("{} is scanned again ({} report)", image(p.image.as_ref()), p.reason),
+        ),
         P::PromotionRequested(p) => (
             format!("Promoting {} to {}", p.app, p.stage),
             format!("{} requested by {}", image(p.image.as_ref()), or(&p.actor, "slipway")),
@@ -184,6 +222,14 @@ pub fn default_message(payload: &Payload) -> Message {
         P::PromotionDegraded(p) => {
             (format!("{} is degraded in {}", p.app, p.stage), format!("{}: {}", p.health_status, p.message))
         }
+        P::VerificationRequested(p) => (
+            format!("Verifying {} in {}", p.app, p.stage),
+            format!("checks of {} started ({})", image(p.image.as_ref()), or(&p.requested_by, "healthy")),
+        ),
+        P::VerificationMeasured(p) => {
+            (format!("{} {} in {}: {}", p.app, p.check, p.stage, p.phase), format!("{} {}", p.value, p.message))
+        }
+        P::VerificationCompleted(p) => (verification_title(p), verification_text(p)),
         P::PromotionFailed(p) => {
             (format!("Promotion of {} to {} failed", p.app, p.stage), format!("{} ({})", p.message, p.reason))
         }
@@ -200,22 +246,26 @@ pub fn default_message(payload: &Payload) -> Message {
         P::ApprovalRequested(p) => {
             approval =
                 Some(ApprovalAsk { promotion_id: p.promotion_id.clone(), app: p.app.clone(), stage: p.stage.clone() });
-            (
-                format!("Approval needed: {} to {}", p.app, p.stage),
-                format!(
-                    "{} needs {} approval(s), has {}. May approve: {}",
-                    image(p.image.as_ref()),
-                    p.required,
-                    p.granted,
-                    approvers(&p.allowed_approvers, &p.allowed_teams)
-                ),
-            )
+            let mut text = format!(
+                "{} needs {} approval(s), has {}. May approve: {}",
+                image(p.image.as_ref()),
+                p.required,
+                p.granted,
+                approvers(&p.allowed_approvers, &p.allowed_teams)
+            );
+            if !p.blocked_by.is_empty() {
+                text.push_str(&format!("\nAlso waits: {}", p.blocked_by));
+            }
+            (format!("Approval needed: {} to {}", p.app, p.stage), text)
         }
         P::ApprovalGranted(p) => (
             format!("{} approved {} to {}", p.actor, p.app, p.stage),
             format!("{} of {} approval(s)", p.granted, p.required),
         ),
         P::ApprovalRejected(p) => (format!("Approval by {} not counted", p.actor), rejected_text(p)),
+        P::CommandRefused(p) => {
+            (format!("{} by {} refused", command_name(p.command()), p.actor), command_refused_text(p))
+        }
         P::HoldPlaced(p) => {
             (format!("{} on hold in {}", p.app, p.stage), format!("{} placed a hold: {}", p.actor, p.reason))
         }
@@ -237,6 +287,42 @@ pub fn default_message(payload: &Payload) -> Message {
         P::CatalogRejected(p) => (format!("Catalog at {} refused", short(&p.commit_sha)), catalog_problems(p)),
     };
     Message { title, text, severity: severity(payload), link, approval }
+}
+
+/// How many findings of each severity: `CRITICAL 1 (1 fixable), LOW 1`, or `no findings`.
+fn scan_counts(p: &slipway_mesh::v1::BuildScanned) -> String {
+    if p.counts.is_empty() {
+        return "no findings".to_owned();
+    }
+    let counts: Vec<String> = (p.counts.iter())
+        .map(|c| {
+            if c.fixable > 0 {
+                format!("{} {} ({} fixable)", c.severity, c.total, c.fixable)
+            } else {
+                format!("{} {}", c.severity, c.total)
+            }
+        })
+        .collect();
+    counts.join(", ")
+}
+
+/// The image, the scanner, and the worst findings (the event holds them worst first).
+fn scan_text(p: &slipway_mesh::v1::BuildScanned) -> String {
+    const WORST: usize = 5;
+    let mut text = format!("{} by {} {}", image(p.image.as_ref()), or(&p.scanner, "scanner"), p.scanner_version);
+    if !p.db_version.is_empty() {
+        text.push_str(&format!(" (db {})", p.db_version));
+    }
+    for f in p.findings.iter().take(WORST) {
+        let fix =
+            if f.fixed_version.is_empty() { "no fix".to_owned() } else { format!("fixed in {}", f.fixed_version) };
+        text.push_str(&format!("\n{} {} in {} {} ({fix})", f.severity, f.id, f.package, f.installed_version));
+    }
+    let rest = (p.finding_count as usize).saturating_sub(WORST.min(p.findings.len()));
+    if rest > 0 {
+        text.push_str(&format!("\n…and {rest} more"));
+    }
+    text
 }
 
 /// The first problems of a refused catalog, one `file:line: key: reason` per line.
@@ -279,6 +365,60 @@ pub fn rejected_text(p: &slipway_mesh::v1::ApprovalRejected) -> String {
     }
 }
 
+fn verification_title(p: &slipway_mesh::v1::VerificationCompleted) -> String {
+    match p.verdict.as_str() {
+        "successful" => format!("{} passed verification in {}", p.app, p.stage),
+        "inconclusive" => format!("Verification of {} in {} is inconclusive", p.app, p.stage),
+        verdict => format!("{} failed verification in {} ({verdict})", p.app, p.stage),
+    }
+}
+
+/// One line per check: its verdict, how many measurements it took and why it ended.
+pub fn verification_text(p: &slipway_mesh::v1::VerificationCompleted) -> String {
+    let mut lines = vec![format!("{}:", image(p.image.as_ref()))];
+    for check in &p.checks {
+        let mut line = format!("- {}: {} after {} measurement(s)", check.check, check.verdict, check.measurements);
+        if !check.message.is_empty() {
+            line = format!("{line} — {}", check.message);
+        }
+        lines.push(line);
+    }
+    if p.checks.is_empty() && !p.message.is_empty() {
+        lines.push(p.message.clone());
+    }
+    lines.join("\n")
+}
+
+/// A command's name as people type it.
+fn command_name(kind: slipway_mesh::v1::CommandKind) -> &'static str {
+    use slipway_mesh::v1::CommandKind as K;
+    match kind {
+        K::Approve | K::Lgtm => "Approval",
+        K::Reject => "Rejection",
+        K::Hold => "Hold",
+        K::Unhold => "Release",
+        K::Rollback => "Rollback",
+        K::Promote => "Promotion",
+        K::Retry => "Retry",
+        K::Verify => "Verification",
+        K::Unknown | K::Unspecified => "Command",
+    }
+}
+
+/// The reply to a hold, release, rollback or promote the pipeline refused.
+pub fn command_refused_text(p: &slipway_mesh::v1::CommandRefused) -> String {
+    let what = command_name(p.command()).to_lowercase();
+    let target = if p.app.is_empty() { String::new() } else { format!(" of {} in {}", p.app, or(&p.stage, "?")) };
+    match p.reason.as_str() {
+        "not-allowed" => format!(
+            "@{}: {what}{target} not allowed; these people may: {}",
+            p.actor,
+            approvers(&p.allowed_approvers, &p.allowed_teams)
+        ),
+        other => format!("@{}: {what}{target} refused ({other})", p.actor),
+    }
+}
+
 /// The help text a PR comment gets for a command Slipway does not know.
 pub fn help_text(p: &slipway_mesh::v1::ChatopsCommand) -> String {
     format!(
@@ -288,6 +428,7 @@ pub fn help_text(p: &slipway_mesh::v1::ChatopsCommand) -> String {
          - `/promote <app> <stage> [tag]` — promote now\n\
          - `/rollback <app> <stage>` — roll back to the previous release\n\
          - `/hold <app> <stage>` / `/unhold <app> <stage>` — stop or resume promotions\n\
+         - `/verify-stage [app] [stage]` — run the stage's verification checks again\n\
          - `/retry <app>` — build again",
         p.actor,
         p.raw.lines().next().unwrap_or_default()
@@ -341,15 +482,15 @@ fn environment() -> Environment<'static> {
 }
 
 /// Checks that `template` compiles (config validation).
-pub fn check_template(template: &str) -> Result<(), String> {
+pub fn check_template(template: &str) -> crate::error::Result<()> {
     let env = environment();
-    env.template_from_str(template).map(drop).map_err(|e| e.to_string())
+    Ok(env.template_from_str(template).map(drop)?)
 }
 
 /// Renders `template` in `cx`.
-pub fn render(template: &str, cx: &Context<'_>) -> Result<String, String> {
+pub fn render(template: &str, cx: &Context<'_>) -> crate::error::Result<String> {
     let env = environment();
-    env.render_str(template, minijinja::Value::from(minijinja::value::Serde(cx))).map_err(|e| e.to_string())
+    Ok(env.render_str(template, minijinja::Value::from(minijinja::value::Serde(cx)))?)
 }
 
 #[cfg(test)]
@@ -390,13 +531,100 @@ mod tests {
             v1::ApprovalRequested { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
             v1::ApprovalGranted { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
             v1::ApprovalRejected { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::CommandRefused { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
             v1::HoldPlaced { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
             v1::HoldReleased { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
             v1::NotificationSent::default().into_payload(),
             v1::NotificationFailed::default().into_payload(),
             v1::CatalogPublished::default().into_payload(),
             v1::CatalogRejected::default().into_payload(),
+            v1::VerificationRequested { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::VerificationMeasured { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::VerificationCompleted { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
+            v1::BuildScanned { app: app.clone(), ..Default::default() }.into_payload(),
+            v1::BuildScanFailed { app: app.clone(), ..Default::default() }.into_payload(),
+            v1::ScanRequested { app: app.clone(), stage: stage.clone(), ..Default::default() }.into_payload(),
         ]
+    }
+
+    #[test]
+    fn a_scan_message_lists_the_worst_findings() {
+        let finding = |id: &str, severity: &str, fixed: &str| v1::Finding {
+            id: id.into(),
+            package: "libidn2-0".into(),
+            installed_version: "2.0.5-1".into(),
+            fixed_version: fixed.into(),
+            severity: severity.into(),
+            link: format!("https://avd.aquasec.com/nvd/{}", id.to_lowercase()),
+        };
+        let scanned = v1::BuildScanned {
+            app: "writer".into(),
+            image: Some(v1::ImageRef { repository: "r/writer".into(), tag: "v1".into(), digest: String::new() }),
+            scanner: "trivy".into(),
+            scanner_version: "0.58.1".into(),
+            counts: vec![
+                v1::SeverityCount { severity: "CRITICAL".into(), total: 1, fixable: 1 },
+                v1::SeverityCount { severity: "LOW".into(), total: 7, fixable: 0 },
+            ],
+            findings: (0..7)
+                .map(|i| {
+                    if i == 0 {
+                        finding("CVE-2019-18224", "CRITICAL", "2.0.5-1+deb10u1")
+                    } else {
+                        finding(&format!("CVE-2020-{i}"), "LOW", "")
+                    }
+                })
+                .collect(),
+            finding_count: 8,
+            ..Default::default()
+        }
+        .into_payload();
+        let m = default_message(&scanned);
+        assert_eq!(m.title, "Scan of writer: CRITICAL 1 (1 fixable), LOW 7");
+        let lines: Vec<&str> = m.text.lines().collect();
+        assert_eq!(lines[0], "r/writer:v1 by trivy 0.58.1");
+        assert_eq!(lines[1], "CRITICAL CVE-2019-18224 in libidn2-0 2.0.5-1 (fixed in 2.0.5-1+deb10u1)");
+        assert_eq!(lines.len(), 7, "the worst five and the rest counted: {}", m.text);
+        assert_eq!(lines[6], "…and 3 more");
+        assert_eq!(m.severity, Severity::Warning);
+        assert_eq!(m.link.as_deref(), Some("https://avd.aquasec.com/nvd/cve-2019-18224"));
+        let failed = v1::BuildScanFailed {
+            app: "writer".into(),
+            scanner: "trivy".into(),
+            reason: "timeout".into(),
+            message: "no result within 300s".into(),
+            ..Default::default()
+        }
+        .into_payload();
+        let m = default_message(&failed);
+        assert_eq!((m.title.as_str(), m.severity), ("Scan of writer failed", Severity::Error));
+        assert!(m.text.contains("(timeout): no result within 300s"), "{}", m.text);
+    }
+
+    #[test]
+    fn a_verification_is_summarized_per_check() {
+        let outcome = |check: &str, verdict: &str, n, message: &str| v1::CheckOutcome {
+            check: check.into(),
+            verdict: verdict.into(),
+            measurements: n,
+            message: message.into(),
+        };
+        let failed = v1::VerificationCompleted {
+            app: "writer".into(),
+            stage: "staging".into(),
+            verdict: "failed".into(),
+            checks: vec![
+                outcome("success-rate", "failed", 3, "failed (3) > failureLimit (2)"),
+                outcome("smoke", "successful", 1, ""),
+            ],
+            ..Default::default()
+        };
+        let m = default_message(&failed.clone().into_payload());
+        assert_eq!((m.title.as_str(), m.severity), ("writer failed verification in staging (failed)", Severity::Error));
+        assert!(m.text.contains("- success-rate: failed after 3 measurement(s) — failed (3) > failureLimit (2)"));
+        assert!(m.text.contains("- smoke: successful after 1 measurement(s)"), "{}", m.text);
+        let passed = v1::VerificationCompleted { verdict: "successful".into(), ..failed };
+        assert_eq!(default_message(&passed.into_payload()).severity, Severity::Success);
     }
 
     #[test]
@@ -423,6 +651,24 @@ mod tests {
                 .contains("\nteams/payments/slipway.yaml:3: apps[0].pipeline: pipeline \"fast\" is not defined")
         );
         assert_eq!(message.text.lines().count(), 11, "the first ten problems");
+    }
+
+    #[test]
+    fn a_refused_rollback_says_so() {
+        let p = v1::CommandRefused {
+            app: "writer".into(),
+            stage: "prod".into(),
+            command: v1::CommandKind::Rollback.into(),
+            actor: "mallory".into(),
+            reason: "not-allowed".into(),
+            allowed_approvers: vec!["alice".into()],
+            allowed_teams: vec!["sre".into()],
+            ..Default::default()
+        };
+        let message = default_message(&p.into_payload());
+        assert_eq!(message.title, "Rollback by mallory refused");
+        assert_eq!(message.text, "@mallory: rollback of writer in prod not allowed; these people may: alice, team sre");
+        assert_eq!(message.severity, Severity::Warning);
     }
 
     #[test]

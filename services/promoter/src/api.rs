@@ -2,9 +2,9 @@
 //! async functions, and the read views — apps × stages with their versions, runs with their
 //! timelines — built as the admin proto's messages.
 
+use futures::{StreamExt as _, TryStreamExt as _};
 use slipway_mesh::names::{AppName, EnvName};
 use slipway_mesh::v1;
-use sqlx::Row;
 
 use crate::config::Policy;
 use crate::domain::{Command, CommandKind, PromotionState, RunState, Version};
@@ -29,6 +29,7 @@ fn command(kind: CommandKind, actor: &str, stage: &str, reason: &str) -> Result<
         version: None,
         reason: reason.to_owned(),
         override_freeze: false,
+        override_scan: false,
         repository: String::new(),
         pull_request: 0,
     })
@@ -38,9 +39,28 @@ fn timestamp(at: chrono::DateTime<chrono::Utc>) -> pbjson_types::Timestamp {
     pbjson_types::Timestamp { seconds: at.timestamp(), nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0) }
 }
 
+/// Filters of the dashboard's app list that the admin API does not have.
+#[derive(Debug, Clone, Default)]
+pub struct AppFilter {
+    /// Only apps whose name contains this (lowercase).
+    pub search: String,
+    /// Only these apps, when set (those waiting for the caller, say).
+    pub only: Option<std::collections::HashSet<String>>,
+}
+
+impl AppFilter {
+    fn keeps(&self, name: &str) -> bool {
+        name.contains(&self.search) && self.only.as_ref().is_none_or(|only| only.contains(name))
+    }
+}
+
+/// Apps of a status page read at once, each on a connection of its own.
+const PAGE_READS_IN_FLIGHT: usize = 8;
+
 impl Promoter {
     /// Promotes `tag` (or what the previous stage runs) of `app` into `stage`, as `actor`.
-    /// Only admins' `override_freeze` counts.
+    /// Only admins' `override_freeze` and `override_scan` count.
+    #[allow(clippy::too_many_arguments)]
     pub async fn promote(
         &self,
         actor: &str,
@@ -49,10 +69,12 @@ impl Promoter {
         tag: &str,
         reason: &str,
         override_freeze: bool,
+        override_scan: bool,
     ) -> Result<Reply> {
         let mut cmd = command(CommandKind::Promote, actor, stage, reason)?;
         cmd.tag = (!tag.is_empty()).then(|| tag.to_owned());
         cmd.override_freeze = override_freeze;
+        cmd.override_scan = override_scan;
         self.command(Some(app), cmd).await
     }
 
@@ -89,6 +111,14 @@ impl Promoter {
         self.command(Some(app), command(CommandKind::Hold, actor, stage, reason)?).await
     }
 
+    /// Runs the verification checks of `app` in `stage` again against the version it runs.
+    pub async fn verify(&self, actor: &str, app: &str, stage: &str, reason: &str) -> Result<Reply> {
+        if stage.is_empty() {
+            return Err(Error::InvalidArgument("stage must not be empty".into()));
+        }
+        self.command(Some(app), command(CommandKind::Verify, actor, stage, reason)?).await
+    }
+
     /// Releases the hold on `app` in `stage` (every stage when empty); waiting promotions go on.
     pub async fn release(&self, actor: &str, app: &str, stage: &str, reason: &str) -> Result<Reply> {
         self.command(Some(app), command(CommandKind::Release, actor, stage, reason)?).await
@@ -97,6 +127,15 @@ impl Promoter {
     /// Apps (all, or the one named) × stages with what they run, holds and waiting approvals,
     /// filtered by team, stage and state, a page at a time (only the page's apps are read).
     pub async fn list_apps(&self, request: &v1::ListAppsRequest) -> Result<v1::ListAppsResponse> {
+        self.list_apps_where(request, &AppFilter::default()).await
+    }
+
+    /// [`list_apps`](Self::list_apps) with the dashboard's further filters.
+    pub async fn list_apps_where(
+        &self,
+        request: &v1::ListAppsRequest,
+        more: &AppFilter,
+    ) -> Result<v1::ListAppsResponse> {
         const MAX_PAGE: u32 = 500;
         if request.page_size > MAX_PAGE {
             return Err(Error::InvalidArgument(format!("page_size is at most {MAX_PAGE}")));
@@ -112,24 +151,18 @@ impl Promoter {
         let mut names: Vec<(String, bool)> = in_force.apps.iter().map(|a| (a.name.to_string(), false)).collect();
         if in_force.from_catalog {
             // Apps the catalog no longer has: their history stays, shown as removed.
-            let known: Vec<String> = sqlx::query_scalar("SELECT DISTINCT app FROM stage_versions ORDER BY app")
-                .fetch_all(&self.pool)
-                .await?;
+            let known = store::known_apps(&self.pool).await?;
             names.extend(known.into_iter().filter(|n| in_force.app(n).is_none()).map(|n| (n, true)));
         }
-        let waiting: Vec<String> = if request.state == "waiting" {
-            sqlx::query_scalar(
-                "SELECT DISTINCT app FROM promotions WHERE state = 'pending' AND ($1 = '' OR stage = $1)",
-            )
-            .bind(&request.stage)
-            .fetch_all(&self.pool)
-            .await?
+        let waiting = if request.state == "waiting" {
+            store::apps_pending(&self.pool, &request.stage).await?
         } else {
-            Vec::new()
+            std::collections::HashSet::new()
         };
         names.retain(|(name, removed)| {
             let pipeline = in_force.pipeline(name);
             (request.app.is_empty() || *name == request.app)
+                && more.keeps(name)
                 && (request.team.is_empty() || in_force.team(name) == request.team)
                 && (request.stage.is_empty() || pipeline.stage(&request.stage).is_some() || *removed)
                 && match request.state.as_str() {
@@ -144,14 +177,21 @@ impl Promoter {
         }
         let total = names.len();
         let size = if request.page_size == 0 { total } else { request.page_size as usize };
-        let mut apps = Vec::new();
+        // The page's apps are read a few at a time, each on its own connection, in order.
+        let mut page = Vec::new();
         for (name, removed) in names.iter().skip(offset).take(size) {
-            let Ok(name) = AppName::parse(name) else { continue };
+            page.extend(AppName::parse(name).ok().map(|name| (name, *removed)));
+        }
+        let in_force = &in_force;
+        let apps: Vec<v1::AppStatus> = futures::stream::iter(page.into_iter().map(|(name, removed)| async move {
             let mut status = self.app_status(&name).await?;
             status.pipeline = in_force.pipeline_name(name.as_str()).to_owned();
-            status.removed = *removed;
-            apps.push(status);
-        }
+            status.removed = removed;
+            Ok::<_, Error>(status)
+        }))
+        .buffered(PAGE_READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
         let next = offset.saturating_add(size);
         Ok(v1::ListAppsResponse {
             stages: in_force.stage_names(),
@@ -175,8 +215,9 @@ impl Promoter {
                 Some(PromotionState::Degraded | PromotionState::RolledBack) => v1::Health::Degraded,
                 Some(_) => v1::Health::Progressing,
             };
-            let waiting = (state.promotions.values())
-                .find(|p| p.stage == cfg.name && p.state == PromotionState::Pending && cfg.policy == Policy::Approval);
+            let pending =
+                (state.promotions.values()).find(|p| p.stage == cfg.name && p.state == PromotionState::Pending);
+            let waiting = pending.filter(|_| cfg.policy == Policy::Approval);
             stages.push(v1::StageStatus {
                 stage: cfg.name.to_string(),
                 desired: st.desired.map(|v| v.image),
@@ -187,6 +228,7 @@ impl Promoter {
                 approvals_required: waiting.map_or(0, |_| cfg.approvals),
                 approvals_granted: waiting.map_or(0, |p| u32::try_from(p.approvals.len()).unwrap_or(u32::MAX)),
                 allowed_approvers: if waiting.is_some() { cfg.approvers.clone() } else { Vec::new() },
+                waiting_on: pending.map(|p| p.waiting_on.clone()).unwrap_or_default(),
             });
         }
         Ok(v1::AppStatus { app: app.to_string(), stages, ..Default::default() })
@@ -205,63 +247,43 @@ impl Promoter {
             offset
                 .ok_or_else(|| Error::InvalidArgument(format!("page_token {shown:?} is not one this API returned")))?
         };
-        let rows = sqlx::query(
-            "SELECT id FROM runs WHERE ($1 = '' OR app = $1) ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3",
-        )
-        .bind(app)
-        .bind(limit + 1)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
+        let ids = store::run_ids(&self.pool, app, limit + 1, offset).await?;
         let mut runs = Vec::new();
-        for row in rows.iter().take(usize::try_from(limit).unwrap_or(200)) {
-            let id: String = row.try_get("id")?;
-            runs.extend(self.get_run(&id).await?);
+        for id in ids.iter().take(usize::try_from(limit).unwrap_or(200)) {
+            runs.extend(self.get_run(id).await?);
         }
-        let more = rows.len() > runs.len();
+        let more = ids.len() > runs.len();
         let next_page_token = if more { (offset + limit).to_string() } else { String::new() };
         Ok(v1::ListRunsResponse { runs, next_page_token })
     }
 
     /// One run with its timeline.
     pub async fn get_run(&self, run_id: &str) -> Result<Option<v1::PipelineRun>> {
-        let row = sqlx::query(
-            "SELECT app, id, build_id, source_repository, commit_sha, git_ref, author, image_repository, image_tag, \
-             image_digest, state, stage, started_at, updated_at FROM runs WHERE id = $1",
-        )
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let run = store::run_from(&row)?;
-        let entries =
-            sqlx::query("SELECT at, stage, step, actor, detail FROM run_timeline WHERE run_id = $1 ORDER BY id")
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-        let timeline = entries
-            .iter()
-            .map(|e| {
-                Ok(v1::TimelineEntry {
-                    time: Some(timestamp(e.try_get("at")?)),
-                    stage: e.try_get::<Option<String>, _>("stage")?.unwrap_or_default(),
-                    step: e.try_get("step")?,
-                    actor: e.try_get("actor")?,
-                    detail: e.try_get("detail")?,
-                })
+        let Some(store::RunRow { app, run, started_at, updated_at, trace_id }) = store::run(&self.pool, run_id).await?
+        else {
+            return Ok(None);
+        };
+        let timeline = (store::timeline(&self.pool, run_id).await?.into_iter())
+            .map(|e| v1::TimelineEntry {
+                time: Some(timestamp(e.at)),
+                stage: e.stage.unwrap_or_default(),
+                step: e.step,
+                actor: e.actor,
+                detail: e.detail,
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
         let Version { image, source } = run.version;
         Ok(Some(v1::PipelineRun {
             run_id: run.id,
-            app: row.try_get("app")?,
+            app,
             source: Some(source),
             image: Some(image),
             state: RunState::to_proto(run.state).into(),
             current_stage: run.stage.map(|s| s.to_string()).unwrap_or_default(),
             timeline,
-            started_at: Some(timestamp(row.try_get("started_at")?)),
-            updated_at: Some(timestamp(row.try_get("updated_at")?)),
+            started_at: Some(timestamp(started_at)),
+            updated_at: Some(timestamp(updated_at)),
+            trace_id,
         }))
     }
 }

@@ -7,16 +7,15 @@
 //! never mixes two revisions. An app not in the revision in force gets no builds promoted
 //! and no commands (its history stays in the database).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use slipway_catalog::model::{Policy as CatalogPolicy, TargetKind as CatalogKind};
+use slipway_catalog::model::TargetKind as CatalogKind;
 use slipway_catalog::{Catalog, CompiledApp};
 use slipway_mesh::names::{AppName, EnvName};
 use slipway_runtime::catalog::{CatalogStore, Live};
 
-use crate::config::{AppConfig, Config, GitopsTarget, PipelineConfig, Policy, StageConfig, TargetKind};
-use crate::freeze::FreezeWindow;
+use crate::config::{AppConfig, Config, GitopsTarget, PipelineConfig, StageConfig, TargetKind};
 
 /// The apps with their pipelines, as one decision sees them.
 #[derive(Debug, Clone, Default)]
@@ -31,12 +30,20 @@ pub struct InForce {
     pub from_catalog: bool,
     /// The pipeline of an app with none of its own (`[pipeline]`, or an empty one).
     default: Arc<PipelineConfig>,
+    /// App name → its position in `apps`.
+    index: HashMap<String, usize>,
 }
 
 impl InForce {
     /// App `name`, if it is in force.
     pub fn app(&self, name: &str) -> Option<&AppConfig> {
-        self.apps.iter().find(|a| a.name.as_str() == name)
+        self.index.get(name).and_then(|i| self.apps.get(*i))
+    }
+
+    /// Builds the name index once `apps` is complete.
+    fn indexed(mut self) -> Self {
+        self.index = self.apps.iter().enumerate().map(|(i, a)| (a.name.to_string(), i)).collect();
+        self
     }
 
     /// The pipeline app `name` goes through.
@@ -67,17 +74,14 @@ impl InForce {
     }
 }
 
-/// The conversion of the revision (KV sequence) last seen.
-type Converted = Option<(u64, Arc<InForce>)>;
-
 /// Where the apps in force come from.
 #[derive(Clone)]
 pub enum Apps {
     /// `[[apps]]` and `[pipeline]`, fixed at start.
     Config(Arc<InForce>),
-    /// The catalog in force (and the bucket to catch up from); its conversion is cached per
-    /// revision.
-    Catalog { live: Live, store: Box<CatalogStore>, tick_secs: u64, cache: Arc<Mutex<Converted>> },
+    /// The catalog in force, converted once per revision when it is loaded (the compiled
+    /// catalog is not kept), and the bucket to catch up from.
+    Catalog { live: Live<InForce>, store: Box<CatalogStore> },
 }
 
 impl std::fmt::Debug for Apps {
@@ -93,12 +97,14 @@ impl Apps {
     /// The configuration's apps and pipeline.
     pub fn from_config(config: &Config) -> Self {
         let default = Arc::new(config.pipeline.clone());
-        Apps::Config(Arc::new(InForce { apps: config.apps.clone(), default, ..InForce::default() }))
+        Apps::Config(Arc::new(InForce { apps: config.apps.clone(), default, ..InForce::default() }.indexed()))
     }
 
-    /// The catalog in force, as `live` follows it in `store`.
-    pub fn from_catalog(live: Live, store: CatalogStore, config: &Config) -> Self {
-        Apps::Catalog { live, store: Box::new(store), tick_secs: config.pipeline.tick_secs, cache: Arc::default() }
+    /// Follows the catalog in force until the service stops, converted for the promoter.
+    pub async fn follow(running: &slipway_runtime::service::Running, config: &Config) -> slipway_runtime::Result<Self> {
+        let tick_secs = config.pipeline.tick_secs;
+        let (store, live) = slipway_runtime::catalog::follow_as(running, move |c| convert(&c, tick_secs)).await?;
+        Ok(Apps::Catalog { live, store: Box::new(store) })
     }
 
     /// Loads a newer revision from the bucket now, if there is one: for an event about an app
@@ -115,35 +121,36 @@ impl Apps {
     pub fn get(&self) -> Arc<InForce> {
         match self {
             Apps::Config(in_force) => in_force.clone(),
-            Apps::Catalog { live, tick_secs, cache, .. } => {
-                let current = live.get();
-                let sequence = current.revision.as_ref().map_or(0, |r| r.sequence);
-                let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-                match cache.as_ref() {
-                    Some((seen, in_force)) if *seen == sequence => in_force.clone(),
-                    _ => {
-                        let in_force = Arc::new(convert(&current.catalog, *tick_secs));
-                        *cache = Some((sequence, in_force.clone()));
-                        in_force
-                    }
-                }
-            }
+            Apps::Catalog { live, .. } => live.get().catalog.clone(),
         }
     }
 }
 
-/// The catalog as the promoter's apps and per-app pipelines. An app the promoter cannot
-/// deploy yet (a `yaml` target, PR mode) is left out with an error in the log.
+/// The catalog as the promoter's apps and per-app pipelines. An app whose name or stage names
+/// the promoter refuses is left out with an error in the log.
 pub fn convert(catalog: &Catalog, tick_secs: u64) -> InForce {
     let teams: BTreeMap<String, Vec<String>> =
         catalog.teams.iter().map(|(name, team)| (name.clone(), team.members.clone())).collect();
     let mut in_force = InForce { from_catalog: true, ..InForce::default() };
+    // Apps with the same pipeline and owners share one: 10,000 apps on a few pipelines hold a
+    // few, not 10,000 copies of the stages, admins and teams.
+    let mut shared: HashMap<String, Arc<PipelineConfig>> = HashMap::new();
     for app in catalog.apps.values() {
         match app_of(app) {
             Ok((config, stages)) => {
-                let pipeline =
-                    PipelineConfig { stages, admins: catalog.admins.clone(), teams: teams.clone(), tick_secs };
-                in_force.pipelines.insert(app.name.clone(), Arc::new(pipeline));
+                let key = serde_json::to_string(&stages).unwrap_or_else(|_| app.name.clone());
+                let pipeline = shared
+                    .entry(key)
+                    .or_insert_with(|| {
+                        Arc::new(PipelineConfig {
+                            stages,
+                            admins: catalog.admins.clone(),
+                            teams: teams.clone(),
+                            tick_secs,
+                        })
+                    })
+                    .clone();
+                in_force.pipelines.insert(app.name.clone(), pipeline);
                 in_force.pipeline_names.insert(app.name.clone(), app.pipeline.clone());
                 if let Some(team) = &app.team {
                     in_force.teams.insert(app.name.clone(), team.clone());
@@ -156,7 +163,7 @@ pub fn convert(catalog: &Catalog, tick_secs: u64) -> InForce {
             }
         }
     }
-    in_force
+    in_force.indexed()
 }
 
 fn app_of(app: &CompiledApp) -> Result<(AppConfig, Vec<StageConfig>), String> {
@@ -165,15 +172,10 @@ fn app_of(app: &CompiledApp) -> Result<(AppConfig, Vec<StageConfig>), String> {
     let mut targets = BTreeMap::new();
     for s in &app.stages {
         let stage = &s.stage;
-        if stage.pull_request {
-            return Err(format!("stage {}: PR mode from the catalog is not supported by the promoter yet", stage.name));
-        }
         let kind = match s.deploy.kind {
             CatalogKind::Kustomize => TargetKind::Kustomize,
             CatalogKind::Helm => TargetKind::Helm,
-            CatalogKind::Yaml => {
-                return Err(format!("stage {}: kind yaml is not written by the promoter yet", stage.name));
-            }
+            CatalogKind::Yaml => TargetKind::Yaml,
         };
         targets.insert(
             stage.name.clone(),
@@ -186,35 +188,25 @@ fn app_of(app: &CompiledApp) -> Result<(AppConfig, Vec<StageConfig>), String> {
                 set_new_name: s.deploy.set_new_name,
                 tag_key: s.deploy.key.clone().unwrap_or_else(|| "image.tag".into()),
                 digest_key: s.deploy.digest_key.clone(),
-                github_repository: None,
+                github_repository: s.deploy.github_repository.clone(),
+                value: s.deploy.value.clone(),
             },
         );
         stages.push(StageConfig {
             name: EnvName::parse(&stage.name).map_err(|e| e.to_string())?,
-            policy: match stage.policy {
-                CatalogPolicy::Auto => Policy::Auto,
-                CatalogPolicy::Approval => Policy::Approval,
-            },
+            policy: stage.policy,
             approvals: stage.approvals,
             approvers: stage.approvers.clone(),
             teams: stage.teams.clone(),
             four_eyes: stage.four_eyes,
             soak_secs: stage.soak_secs,
             required_gates: stage.required_gates.clone(),
-            freeze: stage
-                .freeze
-                .iter()
-                .map(|f| FreezeWindow {
-                    days: f.days.clone(),
-                    start: f.start.clone(),
-                    end: f.end.clone(),
-                    time_zone: f.time_zone.clone(),
-                    name: String::new(),
-                })
-                .collect(),
+            freeze: stage.freeze.clone(),
             auto_rollback: stage.auto_rollback,
             watch_window_secs: stage.watch_window_secs,
-            pull_request: false,
+            pull_request: stage.pull_request,
+            scan: stage.scan.clone(),
+            verification: stage.verification.clone(),
         });
     }
     let first = targets.values().next().cloned().ok_or_else(|| "no stages".to_owned())?;
@@ -240,9 +232,8 @@ mod tests {
     #[test]
     fn each_app_gets_its_own_pipeline_and_owners() {
         let in_force = convert(&example(), 10);
-        // reader's yaml target is not written by the promoter yet: left out, visibly.
         let names: Vec<&str> = in_force.apps.iter().map(|a| a.name.as_str()).collect();
-        assert_eq!(names, ["ledger", "writer"]);
+        assert_eq!(names, ["ledger", "reader", "writer"]);
         let (ledger, writer) = (in_force.pipeline("ledger"), in_force.pipeline("writer"));
         let staging = |p: &PipelineConfig| p.stage("staging").expect("staging").1.clone();
         assert!(ledger.may_act(&staging(&ledger), "alice") && !writer.may_act(&staging(&writer), "alice"));
@@ -254,6 +245,41 @@ mod tests {
         let app = in_force.app("writer").expect("writer");
         let stage = EnvName::parse("prod").expect("stage");
         assert_eq!(app.target(&stage).path_for(&app.name, &stage), "apps/writer/prod/kustomization.yaml");
-        assert!(in_force.app("reader").is_none());
+    }
+
+    #[test]
+    fn a_yaml_target_writes_its_rendered_value_at_its_key_path() {
+        let in_force = convert(&example(), 10);
+        let reader = in_force.app("reader").expect("reader");
+        let prod = EnvName::parse("prod").expect("stage");
+        let target = reader.target(&prod);
+        assert_eq!(
+            (target.kind, target.repository.as_str()),
+            (TargetKind::Yaml, "git@github.com:acme/deploy-prod.git")
+        );
+        assert_eq!(target.github_repository.as_deref(), Some("acme/deploy-prod"));
+        let image = slipway_mesh::v1::ImageRef {
+            repository: "registry.example/acme/reader".into(),
+            tag: "1.4.0".into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+        };
+        let version = crate::domain::Version { image, source: slipway_mesh::v1::SourceRef::default() };
+        let mut promotion = crate::domain::Promotion::pending(
+            "p-1".into(),
+            None,
+            prod.clone(),
+            version,
+            crate::domain::Trigger::Manual,
+            "alice",
+            String::new(),
+        );
+        let update = crate::deployer::update_for(reader, &promotion).expect("update");
+        let text = "# the reader in prod\nspec:\n  source:\n    helm:\n      parameters:\n        - name: replicas\n          value: \"3\"\n        - name: image\n          value: old # set by Slipway\n";
+        let written = crate::gitops::yaml::apply(text, &update.target, &update.change).expect("applied");
+        let want = format!("registry.example/acme/reader@sha256:{}", "ab".repeat(32));
+        assert_eq!(written, text.replace("value: old", &format!("value: {want}")));
+        promotion.version.image.digest.clear();
+        let refused = crate::deployer::update_for(reader, &promotion).expect_err("no digest");
+        assert!(refused.to_string().contains("{digest}"), "{refused}");
     }
 }

@@ -3,9 +3,8 @@
 //! (`[gitops]`), and GitHub's API for stages in PR mode (`[github]`). Loaded by
 //! [`slipway_runtime::config::load`] (defaults → TOML → `SLIPWAY_*` env).
 
-pub mod pipeline;
-
 pub use pipeline::{AppConfig, GitopsTarget, PipelineConfig, Policy, StageConfig, TargetKind};
+pub use slipway_promoter_core::pipeline;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,6 +91,18 @@ pub struct GithubConfig {
     pub token: Option<Secret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+}
+
+impl GithubConfig {
+    /// The web root commits are linked under: github.com for the public API, the Enterprise
+    /// server's own host otherwise.
+    pub fn web_url(&self) -> String {
+        let api = self.api_url.trim_end_matches('/');
+        if api == "https://api.github.com" {
+            return "https://github.com".to_owned();
+        }
+        api.strip_suffix("/api/v3").unwrap_or(api).to_owned()
+    }
 }
 
 impl Default for GithubConfig {
@@ -230,8 +241,9 @@ impl Validate for Config {
         self.database.validate()?;
         self.admin.validate()?;
         self.telemetry.validate()?;
-        self.pipeline.validate()?;
-        pipeline::validate_apps(&self.apps)?;
+        let config_error = |e: pipeline::Invalid| slipway_runtime::Error::Config(e.to_string());
+        self.pipeline.validate().map_err(config_error)?;
+        pipeline::validate_apps(&self.apps).map_err(config_error)?;
         if self.catalog.enabled && (!self.apps.is_empty() || !self.pipeline.stages.is_empty()) {
             return Err(slipway_runtime::config::invalid(
                 "catalog.enabled",
@@ -255,5 +267,96 @@ impl ServiceConfig for Config {
 
     fn admin(&self) -> &AdminConfig {
         &self.admin
+    }
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use slipway_mesh::names::EnvName;
+
+    fn parse(toml: &str) -> Result<crate::Config, String> {
+        use figment::providers::{Format, Toml};
+        let config: crate::Config =
+            figment::Figment::from(figment::providers::Serialized::defaults(crate::Config::default()))
+                .merge(Toml::string(toml))
+                .extract()
+                .map_err(|e| e.to_string())?;
+        slipway_runtime::config::Validate::validate(&config).map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    const GOOD: &str = r#"
+        [pipeline]
+        admins = ["root"]
+        teams = { sre = ["carol"] }
+        [[pipeline.stages]]
+        name = "dev"
+        policy = "auto"
+        [[pipeline.stages]]
+        name = "prod"
+        policy = "approval"
+        approvals = 2
+        approvers = ["alice"]
+        teams = ["sre"]
+        four_eyes = true
+        soak_secs = 600
+        required_gates = ["ci"]
+        auto_rollback = true
+        [[pipeline.stages.freeze]]
+        days = ["fri"]
+        start = "16:00"
+        end = "23:59"
+        time_zone = "Europe/Berlin"
+        [[apps]]
+        name = "writer"
+        gitops = { repository = "git://h/gitops", path = "envs/{stage}/values.yaml", kind = "helm" }
+    "#;
+
+    #[test]
+    fn a_full_pipeline_parses_and_people_resolve() {
+        let config = parse(GOOD).expect("valid");
+        let (index, prod) = config.pipeline.stage("prod").expect("prod");
+        assert_eq!((index, prod.approvals, prod.watch_window_secs), (1, 2, 900));
+        assert!(config.pipeline.may_act(prod, "carol") && config.pipeline.may_act(prod, "ROOT"));
+        assert!(!config.pipeline.may_act(prod, "mallory"));
+        let app = config.app("writer").expect("app");
+        assert_eq!(app.gitops.tag_key, "image.tag");
+        let stage = EnvName::parse("prod").expect("env");
+        assert_eq!(app.gitops.path_for(&app.name, &stage), "envs/prod/values.yaml");
+    }
+
+    #[test]
+    fn pr_mode_needs_a_token_and_the_github_repository() {
+        let pr = GOOD.replace("auto_rollback = true", "auto_rollback = true\n        pull_request = true");
+        assert!(parse(&pr).unwrap_err().contains("pipeline.stages[1].auto_rollback"));
+        let pr = pr.replace("auto_rollback = true", "auto_rollback = false");
+        assert!(parse(&pr).unwrap_err().contains("github.token"));
+        let pr = format!("[github]\ntoken = \"t\"\n{pr}");
+        assert!(parse(&pr).unwrap_err().contains("apps[0].gitops.github_repository"));
+        let named = pr.replace("kind = \"helm\"", "kind = \"helm\", github_repository = \"acme/gitops\"");
+        let config = parse(&named).expect("valid");
+        assert!(config.pipeline.stage("prod").expect("prod").1.pull_request);
+        assert_eq!(config.github.api_url, "https://api.github.com");
+        assert_eq!(config.github.web_url(), "https://github.com");
+        let enterprise =
+            super::GithubConfig { api_url: "https://git.example/api/v3/".into(), ..super::GithubConfig::default() };
+        assert_eq!(enterprise.web_url(), "https://git.example");
+        assert_eq!(config.github.token().expect("token").expect("set").expose(), "t");
+        let bad = named.replace("acme/gitops", "acme");
+        assert!(parse(&bad).unwrap_err().contains("apps[0].gitops.github_repository"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let typo = GOOD.replace("four_eyes", "four_eye");
+        assert!(parse(&typo).unwrap_err().contains("four_eye"));
+        let bad_team = GOOD.replace("teams = [\"sre\"]", "teams = [\"ops\"]");
+        assert!(parse(&bad_team).unwrap_err().contains("pipeline.stages[1].teams"));
+        let bad_zone = GOOD.replace("Europe/Berlin", "Mars/Olympus");
+        assert!(parse(&bad_zone).unwrap_err().contains("pipeline.stages[1].freeze[0]: time_zone"));
+        let no_approvers = GOOD.replace("approvers = [\"alice\"]\n        teams = [\"sre\"]", "");
+        assert!(parse(&no_approvers).unwrap_err().contains("pipeline.stages[1].approvers"));
+        let escape = GOOD.replace("envs/{stage}", "../{stage}");
+        assert!(parse(&escape).unwrap_err().contains("apps[0].gitops.path"));
     }
 }

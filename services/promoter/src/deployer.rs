@@ -70,6 +70,11 @@ pub fn update_for(app: &AppConfig, promotion: &Promotion) -> Result<Update> {
                 Target::HelmValues { file, tag_key: target.tag_key.clone(), digest_key: target.digest_key.clone() };
             (spec, false)
         }
+        TargetKind::Yaml => {
+            let template = target.value.as_deref().unwrap_or("{image}:{tag}");
+            let value = render_value(template, image)?;
+            (Target::Value { file, key: target.tag_key.clone(), value }, false)
+        }
     };
     let change = ImageChange::from_image_ref(image, with_name).map_err(permanent)?;
     Ok(Update {
@@ -80,6 +85,17 @@ pub fn update_for(app: &AppConfig, promotion: &Promotion) -> Result<Update> {
         target: target_spec,
         change,
     })
+}
+
+/// A `yaml` target's value from its template: `{image}` (the repository), `{tag}`, `{digest}`.
+fn render_value(template: &str, image: &slipway_mesh::v1::ImageRef) -> Result<String> {
+    for (part, have) in [("{image}", &image.repository), ("{tag}", &image.tag), ("{digest}", &image.digest)] {
+        if template.contains(part) && have.is_empty() {
+            let message = format!("the value template {template:?} uses {part}, which this version does not have");
+            return Err(Error::Deploy { message, permanent: true });
+        }
+    }
+    Ok(template.replace("{image}", &image.repository).replace("{tag}", &image.tag).replace("{digest}", &image.digest))
 }
 
 fn permanent(e: gitops::Error) -> Error {

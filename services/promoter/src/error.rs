@@ -20,9 +20,9 @@ pub enum Error {
     /// Input names something that does not exist (an app, a run).
     #[error("not found: {0}")]
     NotFound(String),
-    /// The policy refused a command; `reason` is the `approval.rejected` reason.
+    /// The policy refused a command: why, and who may act instead.
     #[error("refused: {reason}")]
-    Refused { reason: String, allowed_approvers: Vec<String>, allowed_teams: Vec<String> },
+    Refused { reason: crate::domain::Refusal, allowed_approvers: Vec<String>, allowed_teams: Vec<String> },
     /// The write-back failed; `permanent` when a retry cannot help (missing file, bad YAML).
     #[error("write-back: {message}")]
     Deploy { message: String, permanent: bool },

@@ -10,11 +10,11 @@
 //! alongside, without a token.
 
 pub mod auth;
-mod hub;
 mod route;
 pub mod service;
 mod status;
-pub mod watch;
+
+pub use slipway_fanout::{hub, watch};
 
 pub use auth::{Caller, TokenTable, hash_token};
 pub use service::AdminApi;
@@ -43,11 +43,17 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds `admin_api.listen` and reads the TLS files; `None` when no listener is configured.
-    pub async fn bind(config: &AdminApiConfig) -> anyhow::Result<Option<Self>> {
-        let Some(addr) = config.listen else { return Ok(None) };
+    /// Takes `bound` (or binds `admin_api.listen`) and reads the TLS files; `None` when there
+    /// is neither.
+    pub async fn bind(config: &AdminApiConfig, bound: Option<TcpListener>) -> anyhow::Result<Option<Self>> {
+        let listener = match (bound, config.listen) {
+            (Some(listener), _) => listener,
+            (None, Some(addr)) => {
+                TcpListener::bind(addr).await.with_context(|| format!("admin_api.listen: binding {addr}"))?
+            }
+            (None, None) => return Ok(None),
+        };
         let tls = config.tls.as_ref().map(tls).transpose()?;
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("admin_api.listen: binding {addr}"))?;
         Ok(Some(Listener { listener, tls, tokens: TokenTable::new(&config.tokens) }))
     }
 

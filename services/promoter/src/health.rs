@@ -33,8 +33,7 @@ use slipway_mesh::v1::{self, event::Payload};
 use slipway_mesh::{Envelope, EventId, EventKind};
 use slipway_runtime::consumer::{self, ConsumerSpec, Delivery, LoopOptions, Outcome};
 use slipway_runtime::jetstream::Publisher;
-use slipway_runtime::service::{self, ServiceContext};
-use tokio::task::JoinHandle;
+use slipway_runtime::service::{self, Running};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, instrument};
 
@@ -57,41 +56,14 @@ pub async fn client(config: &HealthConfig) -> anyhow::Result<Option<kube::Client
     Ok(Some(watch::client(config).await?))
 }
 
-/// The running watcher of a service, stopped after the other consumers.
-#[derive(Debug)]
-pub struct HealthTask {
-    stop: CancellationToken,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-/// Starts [`run`] inside the service when some stage's health is reported by the promoter.
-pub fn spawn(
-    client: Option<kube::Client>,
-    config: Arc<Config>,
-    apps: crate::catalog::Apps,
-    ctx: &ServiceContext,
-    shutdown: &CancellationToken,
-) -> HealthTask {
-    let stop = shutdown.child_token();
-    let task = config.health.reports_anything().then(|| {
-        let (stream, publisher) = (ctx.stream.clone(), ctx.publisher.clone());
+/// Starts [`run`] as one of the service's tasks when some stage's health is reported by the
+/// promoter; it stops (its watches nak'ed for another replica) with the service.
+pub fn spawn(client: Option<kube::Client>, config: Arc<Config>, apps: crate::catalog::Apps, running: &Running) {
+    if config.health.reports_anything() {
+        let (stream, publisher) = (running.ctx.stream.clone(), running.ctx.publisher.clone());
         let span = tracing::info_span!("health");
-        tokio::spawn(run(config, apps, client, stream, publisher, stop.clone()).instrument(span))
-    });
-    HealthTask { stop, task }
-}
-
-impl HealthTask {
-    /// Stops the watches (they are nak'ed for another replica) and waits for them.
-    pub async fn stop(self) {
-        self.stop.cancel();
-        if let Some(task) = self.task {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "health watcher failed"),
-                Err(e) => tracing::error!(error = %e, "health watcher panicked"),
-            }
-        }
+        let watches = run(config, apps, client, stream, publisher, running.shutdown.child_token()).instrument(span);
+        running.spawn("health watches", watches);
     }
 }
 
@@ -145,7 +117,7 @@ impl Watcher {
         };
         let pipeline = self.apps.get().pipeline(app.as_str());
         let Some(plan) = self.config.health.plan(&pipeline, &app, &stage) else { return Outcome::Ack };
-        if matches!(plan.target, Target::Deployment { .. }) && committed.image.is_none() {
+        if matches!(plan.target, Target::Deployment { .. } | Target::Rollout { .. }) && committed.image.is_none() {
             return Outcome::Reject("promotion.committed without image; the Deployment cannot be matched".into());
         }
         match self.watch(&delivery.envelope, committed, &plan).await {

@@ -1,7 +1,8 @@
 //! The promoter service: keeps the pipeline state, writes image tags into the GitOps
 //! repository, gates stages on approvals and health, rolls back, and serves the admin API.
 //!
-//! Events flow: `build.succeeded`, `source.test-gate`, `chatops.command` and the health reports
+//! Events flow: `build.succeeded`, `source.test-gate`, `source.push` (its commits, kept for the
+//! dashboard), `chatops.command` and the health reports
 //! (`promotion.synced/healthy/degraded`) arrive on the durable consumer [`promoter::DURABLE`];
 //! [`promoter::Promoter`] decides with the pure [`domain::decide`] and writes state, timeline,
 //! audit log and outgoing events (`promotion.*`, `approval.*`, `hold.*`) in one transaction
@@ -12,26 +13,28 @@
 //! shared parts (admin port, NATS and the `SLIPWAY` stream, PostgreSQL schema `promoter`).
 //! The [`health`] watcher consumes `promotion.committed` on [`health::DURABLE`] and reports the
 //! health reports above from Argo CD Applications or Deployment rollouts, read through `kube`.
-//! The admin port also serves the live web [`dashboard`].
+//! A stage with `verification` checks opens the next stage only once they passed: the domain
+//! asks with `verification.requested`, the [`verifier`] runs the checks and answers with
+//! `verification.completed` on the main consumer. The admin port also serves the live web
+//! [`dashboard`].
 
 pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod dashboard;
 pub mod deployer;
-pub mod domain;
 pub mod error;
-pub mod freeze;
-pub mod gitops;
 pub mod grpc;
 pub mod health;
 pub mod promoter;
 pub mod store;
-pub mod timing;
+pub mod verifier;
 
 pub use config::Config;
 pub use error::{Error, Result};
 pub use promoter::Promoter;
+pub use slipway_gitops::{self as gitops, timing};
+pub use slipway_promoter_core::{domain, freeze};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,9 +42,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use slipway_mesh::EventKind;
 use slipway_runtime::admin::AdminServer;
-use slipway_runtime::consumer::{self, ConsumerSpec, LoopOptions};
-use slipway_runtime::db::outbox::Relay;
-use slipway_runtime::service::{self, Boot};
+use slipway_runtime::consumer::ConsumerSpec;
+use slipway_runtime::service::{self, Boot, Running};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,9 +55,26 @@ const WRITE_BACKS_IN_FLIGHT: usize = 500;
 /// The promoter schema's migrations.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// The sockets the promoter serves on, bound by the caller, so tests bind port 0 instead of
+/// racing for a free one.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The admin HTTP port: health, readiness, metrics, the dashboard.
+    pub admin: TcpListener,
+    /// The admin gRPC API (with `admin_api`'s tokens and TLS); when `None`, `admin_api.listen`
+    /// is bound, if set.
+    pub api: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(admin: TcpListener) -> Self {
+        Listeners { admin, api: None }
+    }
+}
+
 /// Runs the service until `shutdown` is cancelled, writing to the GitOps repositories with
-/// the git write-back. The admin listener is passed in so tests can bind port 0.
-pub async fn run(config: Config, admin_listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// the git write-back.
+pub async fn run(config: Config, listeners: impl Into<Listeners>, shutdown: CancellationToken) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.gitops.work_dir)
         .with_context(|| format!("gitops.work_dir {}", config.gitops.work_dir.display()))?;
     let mut writer = gitops::WriterConfig::new(&config.gitops.work_dir);
@@ -65,7 +84,7 @@ pub async fn run(config: Config, admin_listener: TcpListener, shutdown: Cancella
     let writer = gitops::GitopsWriter::new(writer);
     let pull_requests = pull_requests(&config, &writer)?;
     let deployer = Arc::new(deployer::GitDeployer::new(writer).with_pull_requests(pull_requests));
-    serve(config, admin_listener, shutdown, deployer).await
+    serve(config, listeners, shutdown, deployer).await
 }
 
 /// PR mode for the stages with `pull_request = true`, if any.
@@ -82,87 +101,68 @@ fn pull_requests(config: &Config, writer: &gitops::GitopsWriter) -> anyhow::Resu
 /// [`run`] with the [`deployer::Deployer`] chosen by the caller (tests pass a recording one).
 pub async fn serve(
     config: Config,
-    admin_listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: CancellationToken,
     deployer: Arc<dyn deployer::Deployer>,
 ) -> anyhow::Result<()> {
+    let Listeners { admin: admin_listener, api } = listeners.into();
     let kube = health::client(&config.health).await.context("health: the Kubernetes client")?;
     // Bound first, so a taken port or a bad certificate stops the service at start.
-    let api_listener = grpc::Listener::bind(&config.admin_api).await?;
+    let api_listener = grpc::Listener::bind(&config.admin_api, api).await?;
     let dashboard = dashboard::Dashboard::new();
+    // Borrowed by the boot; the body takes the config itself.
+    let (nats, database) = (config.nats.clone(), config.database.clone());
     let boot = Boot {
         name: "promoter",
-        nats: &config.nats,
-        database: &config.database,
+        nats: &nats,
+        database: &database,
         migrator: &MIGRATOR,
         admin: AdminServer::new()
             .with_metrics(slipway_runtime::admin::metrics_recorder())
             .with_routes(dashboard.routes()),
         nats_required: true,
+        outbox: true,
     };
-    let (ctx, admin) = match service::start(boot, admin_listener, &shutdown).await {
-        Ok(started) => started,
-        Err(slipway_runtime::Error::ShuttingDown) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    // The relay outlives the consumers, so the events of the last decisions still go out.
-    let relay_stop = CancellationToken::new();
-    let relay = Relay::new(ctx.pool.clone(), ctx.publisher.clone());
-    let relay_task = tokio::spawn(relay.clone().run(relay_stop.clone()));
-    let config = Arc::new(config);
-    let apps = if config.catalog.enabled {
-        match slipway_runtime::catalog::follow(&ctx.client, config.nats.stream_replicas, &shutdown).await {
-            Ok((store, live)) => catalog::Apps::from_catalog(live, store, &config),
-            Err(e) => {
-                relay_stop.cancel();
-                relay_task.await??;
-                return match e {
-                    slipway_runtime::Error::ShuttingDown => Ok(()),
-                    e => Err(e.into()),
-                };
-            }
+    service::run(boot, admin_listener, &shutdown, async move |running: Running| {
+        let ctx = &running.ctx;
+        let config = Arc::new(config);
+        let apps = if config.catalog.enabled {
+            catalog::Apps::follow(&running, &config).await?
+        } else {
+            catalog::Apps::from_config(&config)
+        };
+        let promoter = Arc::new(
+            Promoter::new(ctx.pool.clone(), config.clone(), ctx.publisher.source(), deployer).with_apps(apps.clone()),
+        );
+        let tokens = grpc::TokenTable::new(&config.admin_api.tokens);
+        let web = config.github.web_url();
+        dashboard.attach(promoter.clone(), ctx, tokens, running.shutdown.clone(), web);
+        verifier::spawn(&config, apps.clone(), kube.clone(), &running).await;
+        health::spawn(kube, config.clone(), apps, &running);
+        if let Some(listener) = api_listener {
+            running.spawn(
+                "admin api",
+                grpc::serve(listener, promoter.clone(), ctx.stream.clone(), running.shutdown.child_token()),
+            );
         }
-    } else {
-        catalog::Apps::from_config(&config)
-    };
-    let promoter = Arc::new(
-        Promoter::new(ctx.pool.clone(), config.clone(), ctx.publisher.source(), deployer).with_apps(apps.clone()),
-    );
-    let tokens = grpc::TokenTable::new(&config.admin_api.tokens);
-    dashboard.attach(promoter.clone(), ctx.stream.clone(), tokens, shutdown.clone());
-    let health = health::spawn(kube, config.clone(), apps, &ctx, &shutdown);
-    let api = api_listener
-        .map(|l| tokio::spawn(grpc::serve(l, promoter.clone(), ctx.stream.clone(), shutdown.child_token())));
-    let consumed = consume(&ctx, &config, &promoter, &shutdown).await;
-    health.stop().await;
-    if let Err(e) = relay.relay_pending().await {
-        tracing::warn!(error = %e, "final outbox relay failed; the next replica to start relays it");
-    }
-    tracing::info!(service = ctx.name, "shutting down");
-    relay_stop.cancel();
-    relay_task.await??;
-    admin.await??;
-    if let Some(api) = api {
-        api.await??;
-    }
-    ctx.client.drain().await?;
-    consumed
+        consume(&running, &config, &promoter).await
+    })
+    .await
 }
 
-/// The two consumers and the ticker, until `shutdown`.
-async fn consume(
-    ctx: &service::ServiceContext,
-    config: &Config,
-    promoter: &Arc<Promoter>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+/// The two consumers and the ticker, until the service stops.
+async fn consume(running: &Running, config: &Config, promoter: &Arc<Promoter>) -> anyhow::Result<()> {
     let filters: Vec<String> = [
         EventKind::BuildSucceeded,
         EventKind::SourceTestGate,
+        EventKind::SourcePush,
         EventKind::ChatopsCommand,
         EventKind::PromotionSynced,
         EventKind::PromotionHealthy,
         EventKind::PromotionDegraded,
+        EventKind::BuildScanned,
+        EventKind::BuildScanFailed,
+        EventKind::VerificationCompleted,
     ]
     .iter()
     .map(|k| k.filter())
@@ -170,32 +170,14 @@ async fn consume(
     let spec = ConsumerSpec::new(promoter::DURABLE, &filters, &config.nats);
     let writer_spec =
         ConsumerSpec::new(promoter::WRITER_DURABLE, &[EventKind::PromotionRequested.filter()], &config.nats);
-    let ensure = |spec: ConsumerSpec| async move {
-        service::retry("ensure consumer", shutdown, || consumer::ensure_consumer(&ctx.stream, &spec)).await
-    };
-    let (main, writes) = match (ensure(spec.clone()).await, ensure(writer_spec.clone()).await) {
-        (Ok(main), Ok(writes)) => (main, writes),
-        (Err(slipway_runtime::Error::ShuttingDown), _) | (_, Err(slipway_runtime::Error::ShuttingDown)) => {
-            return Ok(());
-        }
-        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
-    };
-    let ticker = tokio::spawn(tick(promoter.clone(), config.pipeline.tick_secs, shutdown.child_token()));
+    running.spawn("ticker", tick(promoter.clone(), config.pipeline.tick_secs, running.shutdown.child_token()));
     let handler = promoter.clone();
-    let decisions = consumer::run(main, LoopOptions::for_spec(&spec, 16), shutdown.child_token(), move |d| {
-        handler.clone().handle(d)
-    });
+    let decisions = running.consume(&spec, 16, move |d| handler.clone().handle(d));
     // Wide, so that updates arriving together can share a commit: a handler only waits for
     // the writer, and a commit can only carry the updates whose handlers are running.
     let writer = promoter.clone();
-    let write_backs = consumer::run(
-        writes,
-        LoopOptions::for_spec(&writer_spec, WRITE_BACKS_IN_FLIGHT),
-        shutdown.child_token(),
-        move |d| writer.clone().write_back(d),
-    );
+    let write_backs = running.consume(&writer_spec, WRITE_BACKS_IN_FLIGHT, move |d| writer.clone().write_back(d));
     let (a, b) = tokio::join!(decisions, write_backs);
-    ticker.await?;
     a?;
     b?;
     Ok(())

@@ -13,13 +13,14 @@ use slipway_mesh::names::{AppName, EnvName};
 use slipway_mesh::v1::{self, event::Payload};
 use slipway_runtime::consumer::{Delivery, Outcome};
 use slipway_runtime::db::inbox;
+use slipway_runtime::telemetry;
 use sqlx::{PgConnection, PgPool};
-use tracing::instrument;
+use tracing::{Instrument as _, instrument};
 
 use crate::config::Config;
 use crate::deployer::Deployer;
 use crate::domain::{
-    self, Command, CommandKind, Effect, Event, Input, Outgoing, PromotionState, Version, decide, reason,
+    self, Command, CommandKind, Decision, Effect, Event, Input, PromotionState, Refusal, Verdict, Version, decide,
 };
 use crate::error::{Error, Result};
 use crate::{store, timing};
@@ -29,16 +30,8 @@ pub const DURABLE: &str = "promoter";
 /// Durable consumer of the promoter's own `promotion.requested`: the write-back.
 pub const WRITER_DURABLE: &str = "promoter-writer";
 
-/// What a command did, for the caller's reply.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Reply {
-    /// The promotion created, approved or rejected.
-    pub promotion_id: Option<String>,
-    pub granted: u32,
-    pub required: u32,
-    /// Where a rollback goes.
-    pub to: Option<v1::ImageRef>,
-}
+/// What a command did, for the caller's reply: the decision's own answer.
+pub use crate::domain::Done as Reply;
 
 /// The pipeline service: state in PostgreSQL, versions written through a [`Deployer`].
 pub struct Promoter {
@@ -78,13 +71,57 @@ impl Promoter {
         id: &str,
         event: Event,
         extra: &[String],
-    ) -> Result<Vec<Effect>> {
+    ) -> Result<Decision> {
         store::lock_app(conn, app).await?;
         let state = store::load(conn, app, extra).await?;
         let input = Input { id: id.to_owned(), at: Utc::now(), event };
-        let effects = decide(&self.apps.get().pipeline(app.as_str()), &state, input);
-        store::apply(conn, Some(app), &self.source, &effects).await?;
-        Ok(effects)
+        let decision = decide(&self.apps.get().pipeline(app.as_str()), &state, input);
+        match self.resumed_run(conn, &decision.effects).await? {
+            Some(span) => store::apply(conn, Some(app), &self.source, &decision.effects).instrument(span).await?,
+            None => store::apply(conn, Some(app), &self.source, &decision.effects).await?,
+        }
+        for effect in &decision.effects {
+            if let Effect::Audit(audit) = effect
+                && audit.action == "scan-blocked"
+            {
+                let stage = audit.stage.as_ref().map(ToString::to_string).unwrap_or_default();
+                metrics::counter!("slipway_promotions_blocked_by_scan_total", "app" => app.to_string(), "stage" => stage)
+                    .increment(1);
+            }
+        }
+        Ok(decision)
+    }
+
+    /// The span a decision's effects are applied in when it acts for a run but was not caused
+    /// from within the run's trace: a tick, a person's command, a test gate. Its events must
+    /// still belong to the run's one trace (the push's), so the span continues the run's
+    /// stored trace and links to the span of the cause. `None` (the current span serves)
+    /// when the decision emits nothing, touches no run or several, or is already in the trace.
+    async fn resumed_run(&self, conn: &mut PgConnection, effects: &[Effect]) -> Result<Option<tracing::Span>> {
+        if !effects.iter().any(|e| matches!(e, Effect::Emit(_))) {
+            return Ok(None);
+        }
+        let mut runs: Vec<&str> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SaveRun(run) => Some(run.id.as_str()),
+                Effect::SavePromotion(p) => p.run_id.as_deref(),
+                _ => None,
+            })
+            .collect();
+        runs.sort_unstable();
+        runs.dedup();
+        let [run] = runs.as_slice() else { return Ok(None) };
+        let Some(traceparent) = store::run_traceparent(conn, run).await? else { return Ok(None) };
+        let current = telemetry::current_traceparent();
+        let run_trace = telemetry::trace_id_of(&traceparent);
+        if current.as_deref().and_then(telemetry::trace_id_of) == run_trace {
+            return Ok(None);
+        }
+        let span = tracing::info_span!("resume_run", run.id = %run);
+        telemetry::set_parent(&span, telemetry::context_of(&traceparent));
+        span.follows_from(tracing::Span::current());
+        Ok(Some(span))
     }
 
     /// The handler of the [`DURABLE`] consumer.
@@ -111,7 +148,7 @@ impl Promoter {
         }
         let id = delivery.envelope.id.as_str();
         match &delivery.payload {
-            Payload::BuildSucceeded(build) => self.on_build(&mut tx, id, build).await?,
+            Payload::BuildSucceeded(build) => self.on_build(&mut tx, id, build, &trace_of(delivery)).await?,
             Payload::SourceTestGate(gate) => {
                 store::record_gate(&mut tx, gate).await?;
                 if gate.conclusion == "success" {
@@ -121,7 +158,9 @@ impl Promoter {
                     }
                 }
             }
-            Payload::ChatopsCommand(command) => drop(self.on_chat(&mut tx, id, command).await?),
+            Payload::ChatopsCommand(command) => self.on_chat(&mut tx, id, command).await?,
+            // Kept for the dashboard: what a waiting version brings over the running one.
+            Payload::SourcePush(push) => store::dashboard::record_push(&mut tx, push).await?,
             Payload::PromotionHealthy(h) => {
                 self.on_health(&mut tx, id, &h.app, Event::Healthy { promotion_id: h.promotion_id.clone() }).await?
             }
@@ -133,6 +172,20 @@ impl Promoter {
                 };
                 self.on_health(&mut tx, id, &d.app, event).await?;
             }
+            Payload::BuildScanned(scan) => {
+                self.on_scan(&mut tx, id, &scan.app, crate::store::scans::Scan::Report(scan)).await?;
+            }
+            Payload::BuildScanFailed(failed) => {
+                self.on_scan(&mut tx, id, &failed.app, crate::store::scans::Scan::Failed(failed)).await?;
+            }
+            Payload::VerificationCompleted(v) => {
+                let event = Event::Verified {
+                    promotion_id: v.promotion_id.clone(),
+                    verdict: Verdict::parse(&v.verdict),
+                    message: v.message.clone(),
+                };
+                self.on_health(&mut tx, id, &v.app, event).await?;
+            }
             Payload::PromotionSynced(s) => {
                 let event = Event::Synced { promotion_id: s.promotion_id.clone(), revision: s.revision.clone() };
                 self.on_health(&mut tx, id, &s.app, event).await?;
@@ -143,7 +196,13 @@ impl Promoter {
         Ok(())
     }
 
-    async fn on_build(&self, conn: &mut PgConnection, id: &str, build: &v1::BuildSucceeded) -> Result<()> {
+    async fn on_build(
+        &self,
+        conn: &mut PgConnection,
+        id: &str,
+        build: &v1::BuildSucceeded,
+        (trace_id, traceparent): &(String, String),
+    ) -> Result<()> {
         let app = AppName::parse(&build.app)?;
         if self.apps.get().app(app.as_str()).is_none() {
             self.apps.catch_up().await;
@@ -160,6 +219,32 @@ impl Promoter {
         let version = Version { image, source: build.source.clone().unwrap_or_default() };
         let event = Event::Built { build_id: build.build_id.clone(), version };
         self.decide_in(conn, &app, id, event, &[]).await?;
+        if !trace_id.is_empty() {
+            store::set_run_trace(conn, &app, &build.build_id, trace_id, traceparent).await?;
+        }
+        Ok(())
+    }
+
+    /// A scan of an image: kept as its digest's newest (unless a newer one is there), then
+    /// the app's promotions of that digest are looked at again.
+    async fn on_scan(
+        &self,
+        conn: &mut PgConnection,
+        id: &str,
+        app: &str,
+        scan: crate::store::scans::Scan<'_>,
+    ) -> Result<()> {
+        let app = AppName::parse(app)?;
+        let Some(digest) = scan.digest().map(str::to_owned) else {
+            tracing::warn!(app = %app, "scan event without an image digest; ignored");
+            return Ok(());
+        };
+        if !crate::store::scans::record(conn, id, app.as_str(), &scan).await? {
+            return Ok(());
+        }
+        if self.apps.get().app(app.as_str()).is_some() {
+            self.decide_in(conn, &app, id, Event::Scanned { digest }, &[]).await?;
+        }
         Ok(())
     }
 
@@ -168,7 +253,8 @@ impl Promoter {
         let promotion = match &event {
             Event::Healthy { promotion_id }
             | Event::Degraded { promotion_id, .. }
-            | Event::Synced { promotion_id, .. } => promotion_id.clone(),
+            | Event::Synced { promotion_id, .. }
+            | Event::Verified { promotion_id, .. } => promotion_id.clone(),
             _ => String::new(),
         };
         self.decide_in(conn, &app, id, event, &[promotion]).await?;
@@ -176,7 +262,7 @@ impl Promoter {
     }
 
     /// A chat command: resolved to an app, decided, and answered through the events it emits.
-    async fn on_chat(&self, conn: &mut PgConnection, id: &str, chat: &v1::ChatopsCommand) -> Result<Vec<Effect>> {
+    async fn on_chat(&self, conn: &mut PgConnection, id: &str, chat: &v1::ChatopsCommand) -> Result<()> {
         use v1::CommandKind as K;
         let kind = match chat.kind() {
             K::Approve | K::Lgtm => CommandKind::Approve,
@@ -185,7 +271,8 @@ impl Promoter {
             K::Unhold => CommandKind::Release,
             K::Rollback => CommandKind::Rollback,
             K::Promote => CommandKind::Promote,
-            K::Retry | K::Unknown | K::Unspecified => return Ok(Vec::new()),
+            K::Verify => CommandKind::Verify,
+            K::Retry | K::Unknown | K::Unspecified => return Ok(()),
         };
         let stage = (!chat.env.is_empty()).then(|| EnvName::parse(&chat.env)).transpose()?;
         let command = Command {
@@ -197,11 +284,13 @@ impl Promoter {
             version: None,
             reason: chat.reason.clone(),
             override_freeze: false,
+            override_scan: false,
             repository: chat.repository.clone(),
             pull_request: chat.pull_request,
         };
         let app = (!chat.app.is_empty()).then_some(chat.app.as_str());
-        self.command_in(conn, id, app, command).await
+        // A chat command's answer goes out as its events (the notifier replies in the thread).
+        self.command_in(conn, id, app, command).await.map(drop)
     }
 
     /// Resolves the app (named, or the one waiting for `command.repository`) and the tag, then
@@ -212,21 +301,21 @@ impl Promoter {
         id: &str,
         app: Option<&str>,
         mut command: Command,
-    ) -> Result<Vec<Effect>> {
+    ) -> Result<Decision> {
         let app = match app {
             Some(name) => match AppName::parse(name).ok().filter(|a| self.apps.get().app(a.as_str()).is_some()) {
                 Some(app) => app,
-                None => return self.refuse_in(conn, name, &command, "unknown-app").await,
+                None => return self.refuse_in(conn, name, &command, Refusal::UnknownApp).await,
             },
             None if matches!(command.kind, CommandKind::Approve | CommandKind::Reject) => {
                 let waiting = store::apps_waiting(conn, None, &command.repository).await?;
                 match waiting.as_slice() {
                     [one] => one.clone(),
-                    [] => return self.refuse_in(conn, "", &command, reason::NO_PENDING).await,
-                    _ => return self.refuse_in(conn, "", &command, reason::AMBIGUOUS).await,
+                    [] => return self.refuse_in(conn, "", &command, Refusal::NoPending).await,
+                    _ => return self.refuse_in(conn, "", &command, Refusal::Ambiguous).await,
                 }
             }
-            None => return self.refuse_in(conn, "", &command, "app-required").await,
+            None => return self.refuse_in(conn, "", &command, Refusal::AppRequired).await,
         };
         if let Some(tag) = &command.tag {
             command.version = store::find_version(conn, &app, tag).await?;
@@ -234,11 +323,11 @@ impl Promoter {
         self.decide_in(conn, &app, id, Event::Command(command), &[]).await
     }
 
-    async fn refuse_in(&self, conn: &mut PgConnection, app: &str, command: &Command, why: &str) -> Result<Vec<Effect>> {
-        let effects = domain::refusal(&self.apps.get().pipeline(app), app, command, why);
+    async fn refuse_in(&self, conn: &mut PgConnection, app: &str, command: &Command, why: Refusal) -> Result<Decision> {
+        let decision = domain::refusal(&self.apps.get().pipeline(app), app, command, why);
         let app = AppName::parse(app).ok();
-        store::apply(conn, app.as_ref(), &self.source, &effects).await?;
-        Ok(effects)
+        store::apply(conn, app.as_ref(), &self.source, &decision.effects).await?;
+        Ok(decision)
     }
 
     /// Runs a command from the admin API (or any caller) in its own transaction. The result is
@@ -247,11 +336,13 @@ impl Promoter {
     pub async fn command(&self, app: Option<&str>, command: Command) -> Result<Reply> {
         let mut tx = self.pool.begin().await?;
         let id = uuid::Uuid::now_v7().to_string();
-        let actor = command.actor.clone();
-        let kind = command.kind;
-        let effects = self.command_in(&mut tx, &id, app, command).await?;
+        let decision = self.command_in(&mut tx, &id, app, command).await?;
         tx.commit().await?;
-        reply(kind, &actor, &effects)
+        decision.reply.map_err(|refused| Error::Refused {
+            reason: refused.reason,
+            allowed_approvers: refused.allowed_approvers,
+            allowed_teams: refused.allowed_teams,
+        })
     }
 
     /// The handler of the [`WRITER_DURABLE`] consumer: writes a requested promotion, then
@@ -317,11 +408,7 @@ impl Promoter {
     /// were looked at.
     pub async fn tick(&self) -> Result<usize> {
         let mut conn = self.pool.acquire().await?;
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM promotions WHERE state = 'pending' AND waiting_on LIKE 'approvals:%'",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+        let waiting = store::approvals_waiting(&mut conn).await?;
         metrics::gauge!("slipway_promoter_approvals_waiting").set(waiting as f64);
         let apps = store::apps_waiting(&mut conn, None, "").await?;
         drop(conn);
@@ -335,35 +422,9 @@ impl Promoter {
     }
 }
 
-/// The reply to `actor`'s command of `kind`, from the effects it had.
-fn reply(kind: CommandKind, actor: &str, effects: &[Effect]) -> Result<Reply> {
-    let mut reply = Reply::default();
-    for effect in effects {
-        match effect {
-            Effect::Emit(Outgoing::ApprovalRejected(r)) if r.actor == actor && r.reason != reason::REJECTED => {
-                return Err(Error::Refused {
-                    reason: r.reason.clone(),
-                    allowed_approvers: r.allowed_approvers.clone(),
-                    allowed_teams: r.allowed_teams.clone(),
-                });
-            }
-            Effect::Emit(Outgoing::ApprovalRejected(r)) => reply.promotion_id = Some(r.promotion_id.clone()),
-            Effect::Emit(Outgoing::ApprovalGranted(g)) => {
-                reply.promotion_id = Some(g.promotion_id.clone());
-                (reply.granted, reply.required) = (g.granted, g.required);
-            }
-            Effect::Emit(Outgoing::PromotionRolledBack(r)) => {
-                reply.promotion_id = Some(r.promotion_id.clone());
-                reply.to = r.to.clone();
-            }
-            Effect::SavePromotion(p)
-                if kind == CommandKind::Promote && p.actor == actor && reply.promotion_id.is_none() =>
-            {
-                reply.promotion_id = Some(p.id.clone());
-                reply.granted = u32::try_from(p.approvals.len()).unwrap_or(u32::MAX);
-            }
-            _ => {}
-        }
-    }
-    Ok(reply)
+/// The trace a delivery belongs to, as (trace id, traceparent): the one its producer's
+/// `traceparent` names, else the consumer span's (which then began a trace of its own).
+fn trace_of(delivery: &Delivery) -> (String, String) {
+    let carried = delivery.envelope.traceparent.clone().or_else(telemetry::current_traceparent);
+    carried.and_then(|tp| Some((telemetry::trace_id_of(&tp)?, tp))).unwrap_or_default()
 }

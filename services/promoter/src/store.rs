@@ -2,13 +2,19 @@
 //! serialized decisions about that app, and [`apply`] writes a decision's [`Effect`]s — rows,
 //! timeline, audit log and outbox events — into the same transaction.
 
+pub mod dashboard;
+mod reads;
+pub mod scans;
+pub use reads::*;
+
 use slipway_mesh::names::{AppName, EnvName};
 use slipway_runtime::db::outbox;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use crate::domain::{
-    AppState, Audit, Effect, Hold, Outgoing, Promotion, PromotionState, Run, RunState, StageState, Trigger, Version,
+    AppState, Audit, Effect, Hold, Made, Outgoing, Promotion, PromotionState, Run, RunState, StageState, Trigger,
+    Version, Waiting,
 };
 use crate::error::{Error, Result};
 
@@ -33,6 +39,17 @@ fn version(value: Option<serde_json::Value>) -> Result<Option<Version>> {
 /// The state one decision about `app` needs, plus the promotions named in `extra`.
 pub async fn load(conn: &mut PgConnection, app: &AppName, extra: &[String]) -> Result<AppState> {
     let mut state = AppState::new(app.clone());
+    let made = sqlx::query("SELECT runs_made, promotions_made FROM apps WHERE name = $1")
+        .bind(app.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = made {
+        let count = |column: &str| -> Result<u64> {
+            let n: i64 = row.try_get(column)?;
+            u64::try_from(n).map_err(|_| corrupt(column, &n.to_string()))
+        };
+        state.made = Made { runs: count("runs_made")?, promotions: count("promotions_made")? };
+    }
     let mut wanted: Vec<String> = extra.to_vec();
     let rows = sqlx::query(
         "SELECT stage, desired, desired_promotion, last_healthy, previous_healthy, healthy_since \
@@ -76,11 +93,16 @@ pub async fn load(conn: &mut PgConnection, app: &AppName, extra: &[String]) -> R
     for row in gates {
         state.gates.entry(row.try_get("commit_sha")?).or_default().insert(row.try_get("name")?);
     }
+    let digests: Vec<String> = (state.promotions.values().map(|p| p.version.image.digest.clone()))
+        .chain(state.runs.values().map(|r| r.version.image.digest.clone()))
+        .filter(|d| !d.is_empty())
+        .collect();
+    state.scans = crate::store::scans::load(conn, &digests).await?;
     Ok(state)
 }
 
 const PROMOTION_COLUMNS: &str = "p.id, p.run_id, p.stage, p.version, p.state, p.trigger, p.actor, p.reason, \
-    p.waiting_on, p.override_freeze, p.gitops_commit, p.committed_at, \
+    p.waiting_on, p.waiting_for, p.override_freeze, p.override_scan, p.gitops_commit, p.committed_at, \
     COALESCE((SELECT array_agg(a.actor ORDER BY a.position) FROM approvals a WHERE a.promotion_id = p.id), '{}') AS approvals";
 
 async fn load_promotions(conn: &mut PgConnection, state: &mut AppState, wanted: &[String]) -> Result<()> {
@@ -112,7 +134,12 @@ pub(crate) fn promotion_from(row: &PgRow) -> Result<Promotion> {
         reason: row.try_get("reason")?,
         approvals: row.try_get("approvals")?,
         waiting_on: row.try_get("waiting_on")?,
+        waiting_for: match row.try_get::<Option<String>, _>("waiting_for")? {
+            Some(kind) => Some(Waiting::parse(&kind).ok_or_else(|| corrupt("waiting_for", &kind))?),
+            None => None,
+        },
         override_freeze: row.try_get("override_freeze")?,
+        override_scan: row.try_get("override_scan")?,
         gitops_commit: row.try_get("gitops_commit")?,
         committed_at: row.try_get("committed_at")?,
     })
@@ -178,6 +205,15 @@ pub async fn apply(conn: &mut PgConnection, app: Option<&AppName>, source: &str,
             }
             Effect::Audit(audit) => append_audit(conn, app_name, audit).await?,
             Effect::Emit(event) => emit(conn, source, event).await?,
+            Effect::SaveMade(made) => {
+                let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                sqlx::query("UPDATE apps SET runs_made = $2, promotions_made = $3 WHERE name = $1")
+                    .bind(app_name.unwrap_or_default())
+                    .bind(count(made.runs))
+                    .bind(count(made.promotions))
+                    .execute(&mut *conn)
+                    .await?;
+            }
         }
     }
     Ok(())
@@ -206,8 +242,11 @@ async fn emit(conn: &mut PgConnection, source: &str, event: &Outgoing) -> Result
         Outgoing::ApprovalRequested(e) => outbox::enqueue(conn, source, e).await?,
         Outgoing::ApprovalGranted(e) => outbox::enqueue(conn, source, e).await?,
         Outgoing::ApprovalRejected(e) => outbox::enqueue(conn, source, e).await?,
+        Outgoing::CommandRefused(e) => outbox::enqueue(conn, source, e).await?,
         Outgoing::HoldPlaced(e) => outbox::enqueue(conn, source, e).await?,
         Outgoing::HoldReleased(e) => outbox::enqueue(conn, source, e).await?,
+        Outgoing::ScanRequested(e) => outbox::enqueue(conn, source, e).await?,
+        Outgoing::VerificationRequested(e) => outbox::enqueue(conn, source, e).await?,
     };
     Ok(())
 }
@@ -239,10 +278,11 @@ async fn save_run(conn: &mut PgConnection, app: &str, run: &Run) -> Result<()> {
 async fn save_promotion(conn: &mut PgConnection, app: &str, p: &Promotion) -> Result<()> {
     sqlx::query(
         "INSERT INTO promotions (id, app, stage, run_id, version, image_tag, image_digest, source_commit, state, \
-         trigger, actor, reason, waiting_on, override_freeze, gitops_commit, committed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         trigger, actor, reason, waiting_on, override_freeze, gitops_commit, committed_at, waiting_for, override_scan) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, reason = EXCLUDED.reason, \
-         waiting_on = EXCLUDED.waiting_on, override_freeze = EXCLUDED.override_freeze, \
+         waiting_on = EXCLUDED.waiting_on, waiting_for = EXCLUDED.waiting_for, override_freeze = EXCLUDED.override_freeze, \
+         override_scan = EXCLUDED.override_scan, \
          gitops_commit = EXCLUDED.gitops_commit, committed_at = EXCLUDED.committed_at, updated_at = now()",
     )
     .bind(&p.id)
@@ -261,6 +301,8 @@ async fn save_promotion(conn: &mut PgConnection, app: &str, p: &Promotion) -> Re
     .bind(p.override_freeze)
     .bind(&p.gitops_commit)
     .bind(p.committed_at)
+    .bind(p.waiting_for.map(Waiting::as_str))
+    .bind(p.override_scan)
     .execute(&mut *conn)
     .await?;
     for (position, actor) in p.approvals.iter().enumerate() {
@@ -347,6 +389,32 @@ pub async fn apps_waiting(conn: &mut PgConnection, commit: Option<&str>, reposit
     rows.iter().map(|r| Ok(AppName::parse(&r.try_get::<String, _>("app")?)?)).collect()
 }
 
+/// Records the trace of the push that started `app`'s run of `build_id`: its id and the
+/// `traceparent` to continue it from (once: a run keeps the trace it began in).
+pub async fn set_run_trace(
+    conn: &mut PgConnection,
+    app: &AppName,
+    build_id: &str,
+    trace_id: &str,
+    traceparent: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE runs SET trace_id = $3, traceparent = $4 WHERE app = $1 AND build_id = $2 AND trace_id = ''")
+        .bind(app.as_str())
+        .bind(build_id)
+        .bind(trace_id)
+        .bind(traceparent)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The `traceparent` run `run_id` continues its trace from, when it has one.
+pub async fn run_traceparent(conn: &mut PgConnection, run_id: &str) -> Result<Option<String>> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT traceparent FROM runs WHERE id = $1").bind(run_id).fetch_optional(conn).await?;
+    Ok(found.filter(|tp| !tp.is_empty()))
+}
+
 /// The version of `app` tagged `tag`, from its runs or (for versions promoted by hand) its
 /// promotions.
 pub async fn find_version(conn: &mut PgConnection, app: &AppName, tag: &str) -> Result<Option<Version>> {
@@ -387,4 +455,10 @@ pub async fn promotion(conn: &mut PgConnection, id: &str) -> Result<Option<(AppN
     let app: String = row.try_get("app")?;
     let current: Option<bool> = row.try_get("current")?;
     Ok(Some((AppName::parse(&app)?, promotion_from(&row)?, current.unwrap_or(false))))
+}
+
+/// Promotions waiting for approvals, in every app.
+pub async fn approvals_waiting(conn: &mut PgConnection) -> Result<i64> {
+    let sql = "SELECT count(*) FROM promotions WHERE state = 'pending' AND waiting_for = $1";
+    Ok(sqlx::query_scalar(sql).bind(Waiting::Approvals.as_str()).fetch_one(conn).await?)
 }

@@ -49,6 +49,28 @@ struct Harness {
 }
 
 impl Harness {
+    /// Publishes `catalog` as the revision in force, then starts the promoter on it.
+    async fn start(
+        nats: &NatsServer,
+        db: String,
+        catalog: &slipway_catalog::Catalog,
+        work: &std::path::Path,
+        source: &str,
+    ) -> Harness {
+        let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
+        CatalogStore::open(&js, 1).await.expect("store").publish("test", "c1", catalog).await.expect("publish");
+        let mut config = Config {
+            nats: NatsConfig { url: nats.url(), ack_wait_secs: 5, ..NatsConfig::default() },
+            database: DatabaseConfig { url: Some(Secret::new(db)), ..DatabaseConfig::with_schema("promoter") },
+            ..Config::default()
+        };
+        config.pipeline.tick_secs = 1;
+        config.gitops.work_dir = work.to_owned();
+        config.catalog.enabled = true;
+        let running = Running::start(&config, source).await;
+        Harness { pool: running.pool.clone(), running }
+    }
+
     async fn build(&self, app: &str, tag: &str) {
         let event = v1::BuildSucceeded {
             build_id: format!("build-{app}-{tag}"),
@@ -66,6 +88,7 @@ impl Harness {
             }),
             tags: vec![tag.into()],
             duration_ms: 1,
+            sbom_digest: String::new(),
         };
         self.running.publisher.publish(&event).await.expect("publish build");
     }
@@ -130,20 +153,8 @@ async fn per_app_pipelines_and_owners_from_the_catalog() {
         })
         .collect();
     let gitops = seed_repo(&daemon, "acme/gitops", &files);
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
-    CatalogStore::open(&js, 1).await.expect("store").publish("test", "c1", &catalog(&gitops)).await.expect("publish");
-
     let work = tempfile::tempdir().expect("work");
-    let mut config = Config {
-        nats: NatsConfig { url: nats.url(), ack_wait_secs: 5, ..NatsConfig::default() },
-        database: DatabaseConfig { url: Some(Secret::new(db)), ..DatabaseConfig::with_schema("promoter") },
-        ..Config::default()
-    };
-    config.pipeline.tick_secs = 1;
-    config.gitops.work_dir = work.path().to_owned();
-    config.catalog.enabled = true;
-    let running = Running::start(&config, "/slipway/test/catalog").await;
-    let h = Harness { pool: running.pool.clone(), running };
+    let h = Harness::start(&nats, db, &catalog(&gitops), work.path(), "/slipway/test/catalog").await;
 
     // xapp: dev, staging, then prod by itself once staging soaked.
     h.build("xapp", "v1").await;
@@ -246,5 +257,53 @@ async fn per_app_pipelines_and_owners_from_the_catalog() {
     assert_eq!(page("state=waiting&stage=prod").await.1, ["aapp"], "aapp's prod waits for carol and dave");
     assert_eq!(page("state=bogus").await.0, 400);
     assert_eq!(page("page_size=501").await.0, 400);
+    h.running.stop().await;
+}
+
+/// An Argo CD Application as a team keeps it: a `kind: yaml` target sets one Helm parameter,
+/// chosen by its name, and nothing else.
+const APPLICATION: &str = "\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: rapp # kept by hand
+spec:
+  source:
+    chart: rapp
+    helm:
+      parameters:
+        - name: replicas
+          value: \"2\"
+        - name: image
+          value: registry.local/acme/rapp:v0
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yaml_target_sets_an_argo_cd_application_parameter() {
+    let nats = NatsServer::start().await.expect("nats");
+    let daemon = GitDaemon::start().await.expect("git daemon");
+    let db = slipway_testkit::shared_database().await.expect("database");
+    let files: Vec<(String, String)> =
+        ["dev", "prod"].iter().map(|s| (format!("argocd/{s}/rapp.yaml"), APPLICATION.to_owned())).collect();
+    let gitops = seed_repo(&daemon, "acme/argo", &files);
+    let yaml = format!(
+        "pipelines:\n  fast:\n    stages:\n      - {{ name: dev, policy: auto }}\n      - {{ name: prod, policy: auto }}\n\
+         apps:\n  - name: rapp\n    source: {{ repository: acme/mono, paths: [\"apps/rapp/**\"] }}\n    \
+         image: registry.local/acme/rapp\n    \
+         deploy: {{ repository: \"{gitops}\", path: \"argocd/{{stage}}/{{app}}.yaml\", kind: yaml, \
+         key: \"spec.source.helm.parameters[name=image].value\", value: \"{{image}}:{{tag}}\" }}\n    pipeline: fast\n"
+    );
+    let catalog =
+        slipway_catalog::build(&BTreeMap::from([("slipway.yaml".to_owned(), yaml)]), "slipway.yaml", &|_| None)
+            .expect("valid catalog");
+    let work = tempfile::tempdir().expect("work");
+    let h = Harness::start(&nats, db, &catalog, work.path(), "/slipway/test/catalog-yaml").await;
+    h.build("rapp", "v7").await;
+    h.healthy("rapp", "dev").await;
+    let dev = remote_show(&daemon, "acme/argo", "main", "argocd/dev/rapp.yaml");
+    assert_eq!(dev, APPLICATION.replace("rapp:v0", "rapp:v7"), "only the parameter's value changed");
+    h.wait("rapp", "prod", "committed").await;
+    let prod = remote_show(&daemon, "acme/argo", "main", "argocd/prod/rapp.yaml");
+    assert_eq!(prod, APPLICATION.replace("rapp:v0", "rapp:v7"));
     h.running.stop().await;
 }

@@ -127,9 +127,14 @@ async fn dashboard_shows_live_events_and_approves_in_chromium() {
     browser.wait_text("#conn", &["live"]).await;
     assert_eq!(browser.text("#feed").await, "", "nothing happened yet");
 
-    // A build published now reaches the page through the live feed.
-    service.promoter.publisher.publish(&writer::build("v1", &"c".repeat(40))).await.expect("publish build");
-    browser.wait_text("#feed", &["build.succeeded", "writer · v1"]).await;
+    // A build published now reaches the page through the live feed, with its push's trace id.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let publisher = &service.promoter.publisher;
+    let (mut envelope, body) =
+        slipway_mesh::prepare(publisher.source(), &writer::build("v1", &"c".repeat(40))).expect("prepare");
+    envelope.traceparent = Some(format!("00-{trace}-00f067aa0ba902b7-01"));
+    publisher.publish_envelope(&envelope, body.into()).await.expect("publish build");
+    browser.wait_text("#feed", &["build.succeeded", "writer · v1", trace]).await;
     let dev = wait_promotion(&service.promoter.pool, "dev", "v1", "committed").await;
     browser.wait_text("#feed", &["promotion.committed"]).await;
     service.promoter.publisher.publish(&healthy("dev", &dev)).await.expect("publish healthy");
@@ -157,7 +162,7 @@ async fn dashboard_shows_live_events_and_approves_in_chromium() {
     browser.wait_text("#token-state", &["token saved"]).await;
     browser.click("button.approve[data-stage='prod']").await;
     browser.wait_text("#approve-result", &["Approved writer → prod (1/1)"]).await;
-    let promotion_id = pending["promotion_id"].as_str().expect("promotion id");
+    let promotion_id = pending["promotionId"].as_str().expect("promotion id");
     let approvers: Vec<String> = sqlx::query_scalar("SELECT actor FROM approvals WHERE promotion_id = $1")
         .bind(promotion_id)
         .fetch_all(&service.promoter.pool)
@@ -178,8 +183,8 @@ async fn dashboard_shows_live_events_and_approves_in_chromium() {
     let delivery = service.get("/api/delivery?days=7").await;
     let writer = &delivery["apps"][0];
     assert_eq!((writer["stage"].as_str(), writer["deployments"].as_u64()), (Some("prod"), Some(1)), "{delivery}");
-    assert!(writer["lead_time_secs"].as_f64().is_some_and(|s| s >= 0.0), "{delivery}");
-    assert_eq!(writer["change_failure_rate"].as_f64(), Some(0.0));
+    assert!(writer["leadTimeSecs"].as_f64().is_some_and(|s| s >= 0.0), "{delivery}");
+    assert_eq!(writer["changeFailureRate"].as_f64(), Some(0.0));
     browser.wait_text("tr[data-app='writer'] td[data-stage='prod']", &["v1", "healthy"]).await;
     let matrix = browser.text("#matrix").await;
     assert!(!matrix.contains("approvals 0/1"), "{matrix}");
@@ -204,11 +209,18 @@ async fn first_event(service: &Service, last_seen: Option<u64>) -> (u64, String)
     let mut answer = request.send().await.expect("GET /api/events");
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.headers()["content-type"], "text/event-stream");
+    // The first event with an id: a `live` marker may come first when the events the test
+    // caused were not relayed yet when the page connected.
     let mut text = String::new();
-    while !text.contains("\n\n") {
+    while !text.split("\n\n").any(|block| block.contains("\nid:") || block.starts_with("id:")) {
         let chunk = answer.chunk().await.expect("read").expect("the stream stays open");
         text.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
     }
+    let text = text
+        .split("\n\n")
+        .find(|block| block.contains("\nid:") || block.starts_with("id:"))
+        .expect("an event with an id")
+        .to_owned();
     let field = |name: &str| {
         let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {text}"));
         line[name.len()..].trim().to_owned()
@@ -217,6 +229,26 @@ async fn first_event(service: &Service, last_seen: Option<u64>) -> (u64, String)
     let id: u64 = field("id:").parse().expect("numeric id");
     assert_eq!(event["sequence"], json!(id.to_string()), "the id is the stream sequence");
     (id, event["type"].as_str().expect("type").to_owned())
+}
+
+/// The SSE ids `/api/events` replays before its `live` event, and that event's
+/// `lastHistorySequence`.
+async fn history(service: &Service, last_seen: Option<u64>) -> (Vec<u64>, u64) {
+    let mut request = service.http.get(service.url("/api/events"));
+    if let Some(seen) = last_seen {
+        request = request.header("last-event-id", seen.to_string());
+    }
+    let mut answer = request.send().await.expect("GET /api/events");
+    let mut text = String::new();
+    while !text.contains("event: live") || !text.ends_with("\n\n") {
+        let chunk = answer.chunk().await.expect("read").expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    }
+    let (before, marker) = text.split_once("event: live").expect("live");
+    let ids = before.lines().filter_map(|l| l.strip_prefix("id:")).map(|id| id.trim().parse().expect("id")).collect();
+    let data = marker.lines().find_map(|l| l.strip_prefix("data:")).expect("marker data");
+    let data: Value = serde_json::from_str(data.trim()).expect("marker JSON");
+    (ids, data["lastHistorySequence"].as_u64().expect("lastHistorySequence"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,6 +284,11 @@ async fn api_answers_errors_and_streams_events_over_plain_http() {
     // after the last id a reconnecting browser saw.
     assert_eq!(first_event(&service, None).await, (1, "io.slipway.approval.rejected.v1".to_owned()));
     assert_eq!(first_event(&service, Some(1)).await.0, 2);
+    // History ends explicitly: the replayed ids, then `live` naming the last of them; a
+    // browser that has seen everything gets `live` at once.
+    let (ids, last) = history(&service, None).await;
+    assert!(last >= 2 && ids == (1..=last).collect::<Vec<_>>(), "{ids:?} then live at {last}");
+    assert_eq!(history(&service, Some(last)).await, (Vec::new(), last));
 
     for days in ["0", "366", "x"] {
         let answer = service.http.get(service.url(&format!("/api/delivery?days={days}"))).send().await.expect("GET");
@@ -260,7 +297,7 @@ async fn api_answers_errors_and_streams_events_over_plain_http() {
     let status = service.get("/api/status").await;
     assert_eq!(status["stages"], json!(["dev", "prod"]));
     assert_eq!(status["apps"][0]["app"], "writer");
-    assert_eq!(service.get("/api/approvals").await, json!({ "approvals": [] }));
+    assert_eq!(service.get("/api/approvals").await, json!({ "approvals": [], "total": 0 }));
     let page = service.http.get(service.url("/")).send().await.expect("GET /");
     assert_eq!(page.status(), 200);
     assert!(page.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));

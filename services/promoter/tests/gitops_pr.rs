@@ -181,7 +181,9 @@ fn promotion(id: &str, stage: &str, tag: &str) -> Promotion {
         reason: String::new(),
         approvals: Vec::new(),
         waiting_on: String::new(),
+        waiting_for: None,
         override_freeze: false,
+        override_scan: false,
         gitops_commit: String::new(),
         committed_at: None,
     }
@@ -324,6 +326,7 @@ async fn promotion_committed_carries_the_pull_request_url() {
         image: Some(v1::ImageRef { repository: IMAGE.into(), tag: "v5".into(), digest: String::new() }),
         tags: vec!["v5".into()],
         duration_ms: 1,
+        sbom_digest: String::new(),
     };
     Publisher::new(client, "/slipway/test/local").publish(&build).await.expect("publish build");
 

@@ -40,11 +40,8 @@ fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path) -> 
         serde_json::json!({ "name": "staging", "policy": "approval", "approvers": ["bob", "mallory"] }),
     ];
     let mut config = writer::config(&nats.url(), db, gitops, work, &stages);
-    config.admin_api = AdminApiConfig {
-        listen: Some(([127, 0, 0, 1], slipway_testkit::free_port()).into()),
-        tokens: writer::tokens(&TOKENS),
-        tls: None,
-    };
+    // No `listen`: the test binds the API to port 0 (`Running::start`).
+    config.admin_api = AdminApiConfig { listen: None, tokens: writer::tokens(&TOKENS), tls: None };
     config
 }
 
@@ -145,7 +142,7 @@ async fn admin_api_checks_tokens_approves_through_grpc_and_watches_events() {
     let config = config(&nats, &db, &gitops, work.path());
     let service = Running::start(&config, "/slipway/test/grpc").await;
     let (js, publisher, pool) = (&service.js, &service.publisher, &service.pool);
-    let channel = connect(&config).await;
+    let channel = connect(service.api).await;
 
     auth_and_validation(&channel).await;
     reflection_lists_the_service(&channel).await;

@@ -3,6 +3,7 @@
 //! with a certificate from that CA is served and one without is not. Certificates are made
 //! with the `openssl` command; the TLS test is skipped (and says so) where it is missing.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +82,7 @@ fn tls_config(nats: &NatsServer, db: &str, dir: &Path) -> Config {
         nats: NatsConfig { url: nats.url(), ..NatsConfig::default() },
         database: DatabaseConfig { url: Some(Secret::new(db.to_owned())), ..DatabaseConfig::with_schema("promoter") },
         admin_api: AdminApiConfig {
-            listen: Some(([127, 0, 0, 1], slipway_testkit::free_port()).into()),
+            listen: None,
             tokens: vec![ApiToken { name: "vera".into(), role: Role::Viewer, sha256: hash_token("t") }],
             tls: Some(tls),
         },
@@ -90,13 +91,13 @@ fn tls_config(nats: &NatsServer, db: &str, dir: &Path) -> Config {
 }
 
 /// `ListApps` over TLS, with or without the client certificate.
-async fn list_apps(config: &Config, dir: &Path, with_identity: bool) -> Result<v1::ListAppsResponse, String> {
+async fn list_apps(api: SocketAddr, dir: &Path, with_identity: bool) -> Result<v1::ListAppsResponse, String> {
     let read = |f: &str| std::fs::read(dir.join(f)).expect("pem");
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem"))).domain_name("localhost");
     if with_identity {
         tls = tls.identity(Identity::from_pem(read("client.pem"), read("client.key")));
     }
-    let url = format!("https://{}", config.admin_api.listen.expect("listen"));
+    let url = format!("https://{api}");
     let endpoint =
         Channel::from_shared(url).expect("url").tls_config(tls).expect("tls").timeout(Duration::from_secs(5));
     let channel = endpoint.connect().await.map_err(|e| format!("connect: {e:?}"))?;
@@ -123,19 +124,22 @@ async fn mtls_serves_only_clients_with_a_certificate_from_the_ca() {
     let config = tls_config(&nats, &db, dir.path());
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the admin API");
+    let api_addr = api.local_addr().expect("addr");
+    let listeners = slipway_promoter::Listeners { admin: listener, api: Some(api) };
     let deployer = Arc::new(RecordingDeployer::new());
-    let service = tokio::spawn(slipway_promoter::serve(config.clone(), listener, shutdown.clone(), deployer));
+    let service = tokio::spawn(slipway_promoter::serve(config.clone(), listeners, shutdown.clone(), deployer));
 
     let mut answer = Err(String::new());
     for _ in 0..150 {
-        answer = list_apps(&config, dir.path(), true).await;
+        answer = list_apps(api_addr, dir.path(), true).await;
         if answer.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(answer.expect("served with a client certificate").apps.is_empty());
-    let refused = list_apps(&config, dir.path(), false).await;
+    let refused = list_apps(api_addr, dir.path(), false).await;
     assert!(refused.is_err(), "served without a client certificate: {refused:?}");
 
     shutdown.cancel();

@@ -41,15 +41,23 @@ fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path) -> 
     config
 }
 
+/// The trace id the build of `tag` comes with.
+fn trace_of(tag: &str) -> String {
+    format!("{:0>32}", tag.trim_start_matches('v'))
+}
+
 struct Harness {
     publisher: Publisher,
     pool: PgPool,
 }
 
 impl Harness {
+    /// Publishes the build of `tag`, traced as if its push had trace id [`trace_of`]`(tag)`.
     async fn build(&self, tag: &str) {
         let event = writer::build(tag, &format!("{:0>40}", tag.trim_start_matches('v')));
-        self.publisher.publish(&event).await.expect("publish build");
+        let (mut envelope, body) = slipway_mesh::prepare(self.publisher.source(), &event).expect("prepare");
+        envelope.traceparent = Some(format!("00-{}-00f067aa0ba902b7-01", trace_of(tag)));
+        self.publisher.publish_envelope(&envelope, body.into()).await.expect("publish build");
     }
 
     async fn chat(&self, kind: v1::CommandKind, actor: &str, env: &str) {
@@ -200,7 +208,8 @@ async fn build_to_prod_with_approvals_then_degraded_prod_rolls_back_and_stays_he
     };
     h.publisher.publish(&degraded).await.expect("publish degraded");
     let rollback = h.wait_stage("prod", "v1", "committed").await;
-    assert!(rollback.starts_with("rb-"), "{rollback}");
+    let count = rollback.rsplit('-').next().unwrap_or_default();
+    assert!(rollback.starts_with("writer-prod-") && count.parse::<u64>().is_ok(), "a readable id: {rollback}");
     assert_eq!(remote_tag(&daemon, "prod"), "v1");
     h.wait_audit("slipway", "rollback", "automatic rollback").await;
 
@@ -256,9 +265,13 @@ async fn build_to_prod_with_approvals_then_degraded_prod_rolls_back_and_stays_he
     assert_eq!(runs.runs.len(), 3);
     let v2 = runs.runs.iter().find(|r| r.image.as_ref().is_some_and(|i| i.tag == "v2")).expect("v2 run");
     assert_eq!(v2.state(), v1::RunState::RolledBack);
+    assert_eq!(v2.trace_id, trace_of("v2"), "the run keeps the trace of its build's push");
     assert!(v2.timeline.iter().any(|t| t.step == "rolled-back"), "{:?}", v2.timeline);
     let err = reader.approve("mallory", "writer", "prod", "", "").await.expect_err("refused");
-    assert!(matches!(err, slipway_promoter::Error::Refused { ref reason, .. } if reason == "not-allowed"), "{err}");
+    assert!(
+        matches!(err, slipway_promoter::Error::Refused { reason: slipway_promoter::domain::Refusal::NotAllowed, .. }),
+        "{err}"
+    );
 
     service.stop().await;
 }

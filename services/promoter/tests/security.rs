@@ -34,11 +34,8 @@ fn config(nats: &NatsServer, db: &str, gitops: &str, work: &std::path::Path) -> 
     let mut config = writer::config(&nats.url(), db, gitops, work, &stages);
     // The pipeline's own policy lets olga act anywhere; the API's roles still apply.
     config.pipeline.admins = vec!["olga".into()];
-    config.admin_api = AdminApiConfig {
-        listen: Some(([127, 0, 0, 1], slipway_testkit::free_port()).into()),
-        tokens: writer::tokens(&TOKENS),
-        tls: None,
-    };
+    // No `listen`: the test binds the API to port 0 (`Running::start`).
+    config.admin_api = AdminApiConfig { listen: None, tokens: writer::tokens(&TOKENS), tls: None };
     config
 }
 
@@ -111,7 +108,8 @@ async fn call(api: &mut Client, rpc: Rpc, a: Args) -> Result<(), Status> {
         Rpc::Hold => api.hold(v1::HoldRequest { app, stage, reason: text }).await.map(drop),
         Rpc::Release => api.release(v1::ReleaseRequest { app, stage, reason: text }).await.map(drop),
         Rpc::Promote => {
-            let request = v1::PromoteRequest { app, stage, tag, reason: text, override_freeze: false };
+            let request =
+                v1::PromoteRequest { app, stage, tag, reason: text, override_freeze: false, override_scan: false };
             api.promote(request).await.map(drop)
         }
         Rpc::Rollback => api.rollback(v1::RollbackRequest { app, stage, tag, reason: text }).await.map(drop),
@@ -277,7 +275,7 @@ async fn the_admin_api_refuses_bad_credentials_roles_and_names_and_changes_nothi
     let work = tempfile::tempdir().expect("work dir");
     let config = config(&nats, &db, &gitops, work.path());
     let service = Running::start(&config, "/slipway/test/security").await;
-    let channel = connect(&config).await;
+    let channel = connect(service.api).await;
 
     no_or_bad_credentials(&channel).await;
     roles_are_enforced(&channel).await;

@@ -58,6 +58,24 @@ pub fn current_traceparent() -> Option<String> {
     Some(format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
 }
 
+/// The context a W3C `traceparent` names (stored with a row, say), to parent a span on with
+/// [`set_parent`]; empty when it is not a valid one.
+pub fn context_of(traceparent: &str) -> Context {
+    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    global::get_text_map_propagator(|p| p.extract(&carrier))
+}
+
+/// The trace id (32 lowercase hex digits) of a W3C `traceparent` (`00-<trace>-<span>-<flags>`),
+/// when it has a valid one.
+pub fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    let valid = trace.len() == 32
+        && trace.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && trace.bytes().any(|b| b != b'0');
+    valid.then(|| trace.to_owned())
+}
+
 /// Injector over NATS headers. Keys or values NATS cannot carry are skipped rather than
 /// panicking (async-nats panics on invalid names passed as `&str`).
 struct NatsInjector<'a>(&'a mut HeaderMap);

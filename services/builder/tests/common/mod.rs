@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 use slipway_builder::config::{AppConfig, BuildConfig};
+use slipway_builder::scan::ScanConfig;
 use slipway_builder::{Config, run};
 use slipway_mesh::v1::{BuildRequested, SourceRef};
 use slipway_runtime::config::{DatabaseConfig, NatsConfig, Secret};
@@ -97,6 +98,10 @@ impl World {
                 ..BuildConfig::default()
             },
             apps: vec![self.writer_app()],
+            scan: ScanConfig {
+                syft: slipway_testkit::syft_program().expect("syft (scripts/bootstrap installs it)"),
+                ..ScanConfig::default()
+            },
             ..Config::default()
         }
     }

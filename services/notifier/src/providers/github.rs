@@ -115,6 +115,9 @@ pub fn deployment_state(payload: &Payload) -> Option<(&str, &'static str)> {
         P::PromotionSynced(p) => (p.promotion_id.as_str(), "in_progress"),
         P::PromotionHealthy(p) => (p.promotion_id.as_str(), "success"),
         P::PromotionDegraded(p) => (p.promotion_id.as_str(), "failure"),
+        P::VerificationCompleted(p) if p.verdict != "successful" && p.verdict != "inconclusive" => {
+            (p.promotion_id.as_str(), "failure")
+        }
         P::PromotionFailed(p) => (p.promotion_id.as_str(), "failure"),
         P::PromotionRolledBack(p) => (p.promotion_id.as_str(), "inactive"),
         _ => return None,
@@ -152,6 +155,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
         P::BuildFailed(b) => status(input, fallback, &b.commit_sha, "failure", &b.app),
         P::ChatopsCommand(c) => chatops_reply(input, c),
         P::ApprovalRejected(r) => rejected_reply(input, r),
+        P::CommandRefused(r) => comment(input, &r.repository, r.pull_request),
         P::CatalogPublished(c) => commit_status(
             input,
             &c.github_repository,

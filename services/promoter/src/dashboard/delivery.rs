@@ -19,6 +19,32 @@ use std::collections::HashSet;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+/// Each metric's chart name, title and definition, as the dashboard shows them.
+pub const METRICS: [(&str, &str, &str); 4] = [
+    (
+        "deployment-frequency",
+        "Deployments per week",
+        "Promotions (not rollbacks) written into the last stage of the pipeline.",
+    ),
+    (
+        "lead-time",
+        "Lead time for changes (median)",
+        "From the commit entering the pipeline (its build's arrival) to the deployment's first healthy \
+         report, or to its GitOps commit when no health report came.",
+    ),
+    (
+        "change-failure-rate",
+        "Change failure rate",
+        "Deployments that any degraded report names, over all deployments of the week.",
+    ),
+    (
+        "time-to-restore",
+        "Time to restore service (median)",
+        "From the stage degrading while it was up to its next healthy report, whichever version that is \
+         (a rollback or a fix); counted in the week service came back.",
+    ),
+];
+
 /// A promotion written into the stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deployment {
@@ -48,6 +74,7 @@ pub struct History {
 
 /// One app's metrics over the window, as `/api/delivery` answers them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Metrics {
     pub app: String,
     pub stage: String,
@@ -108,19 +135,98 @@ fn lead_time(deployment: &Deployment, reports: &[&Report]) -> Option<f64> {
 /// Seconds of each outage (first degraded report while up → next healthy report), and
 /// whether the last outage is still going on. `reports` are sorted by time.
 fn restores(reports: &[&Report]) -> (Vec<f64>, bool) {
+    let (outages, down) = outages(reports);
+    (outages.into_iter().map(|(_, secs)| secs).collect(), down)
+}
+
+/// Each outage's end (the restoring report) and length in seconds, and whether one is going on.
+fn outages(reports: &[&Report]) -> (Vec<(DateTime<Utc>, f64)>, bool) {
     let mut down_since: Option<DateTime<Utc>> = None;
-    let mut times = Vec::new();
+    let mut outages = Vec::new();
     for report in reports {
         match (report.healthy, down_since) {
             (false, None) => down_since = Some(report.at),
             (true, Some(since)) => {
-                times.push(seconds(report.at - since));
+                outages.push((report.at, seconds(report.at - since)));
                 down_since = None;
             }
             _ => {}
         }
     }
-    (times, down_since.is_some())
+    (outages, down_since.is_some())
+}
+
+/// The four metrics of one week, over any number of stages (an app, a team, everything).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Week {
+    pub start: DateTime<Utc>,
+    pub deployments: u32,
+    pub failures: u32,
+    /// Median over the week's deployments, in seconds.
+    pub lead_time_secs: Option<f64>,
+    pub change_failure_rate: Option<f64>,
+    /// Median over the outages that ended in the week, in seconds.
+    pub time_to_restore_secs: Option<f64>,
+}
+
+/// The `weeks` weeks before `now` (oldest first), each with the metrics of every history in
+/// `histories` together: a deployment counts in the week it was written, an outage in the
+/// week it ended. Each history is one stage's, so outages never mix stages.
+pub fn weekly(histories: &[History], now: DateTime<Utc>, weeks: u32) -> Vec<Week> {
+    let first = now - Duration::weeks(i64::from(weeks));
+    let mut out: Vec<(Week, Vec<f64>, Vec<f64>)> = (0..weeks)
+        .map(|i| {
+            let start = first + Duration::weeks(i64::from(i));
+            let week = Week {
+                start,
+                deployments: 0,
+                failures: 0,
+                lead_time_secs: None,
+                change_failure_rate: None,
+                time_to_restore_secs: None,
+            };
+            (week, Vec::new(), Vec::new())
+        })
+        .collect();
+    let week_of = |at: DateTime<Utc>| -> Option<usize> {
+        if at < first || at > now {
+            return None;
+        }
+        usize::try_from((at - first).num_seconds() / Duration::weeks(1).num_seconds())
+            .ok()
+            .filter(|i| *i < out_len(weeks))
+    };
+    for history in histories {
+        let mut reports: Vec<&Report> = history.reports.iter().filter(|r| r.at <= now).collect();
+        reports.sort_by_key(|r| r.at);
+        let degraded: HashSet<&str> = reports.iter().filter(|r| !r.healthy).map(|r| r.promotion_id.as_str()).collect();
+        for d in history.deployments.iter().filter(|d| !d.rollback) {
+            let Some(i) = week_of(d.deployed) else { continue };
+            let (week, leads, _) = &mut out[i];
+            week.deployments += 1;
+            week.failures += u32::from(degraded.contains(d.promotion_id.as_str()));
+            leads.extend(lead_time(d, &reports));
+        }
+        for (end, secs) in outages(&reports).0 {
+            if let Some(i) = week_of(end) {
+                out[i].2.push(secs);
+            }
+        }
+    }
+    (out.into_iter())
+        .map(|(mut week, leads, restores)| {
+            week.lead_time_secs = median(leads);
+            week.time_to_restore_secs = median(restores);
+            week.change_failure_rate =
+                (week.deployments > 0).then(|| f64::from(week.failures) / f64::from(week.deployments));
+            week
+        })
+        .collect()
+}
+
+fn out_len(weeks: u32) -> usize {
+    usize::try_from(weeks).unwrap_or(usize::MAX)
 }
 
 fn seconds(d: Duration) -> f64 {
@@ -218,6 +324,29 @@ mod tests {
         assert_eq!((m.deployments, m.failures), (1, 0));
         assert_eq!(m.lead_time_secs, Some(2.0 * 3600.0));
         assert!(!m.degraded_now, "the old outage lies before the window");
+    }
+
+    #[test]
+    fn weeks_count_deployments_failures_and_restores_where_they_happened() {
+        let week = 24 * 7;
+        let app_a = History {
+            deployments: vec![deploy("a1", 0, 1), deploy("a2", week, week + 2)],
+            reports: vec![report("a1", 2, true), report("a2", week + 3, false), report("a2", week + 7, true)],
+        };
+        let app_b = History { deployments: vec![deploy("b1", week + 1, week + 5)], reports: vec![] };
+        let now = at(2 * week);
+        let weeks = weekly(&[app_a, app_b], now, 2);
+        assert_eq!(weeks.len(), 2);
+        assert_eq!(weeks[0].start, at(0));
+        assert_eq!((weeks[0].deployments, weeks[0].failures, weeks[0].change_failure_rate), (1, 0, Some(0.0)));
+        assert_eq!(weeks[0].lead_time_secs, Some(2.0 * 3600.0));
+        assert_eq!(weeks[0].time_to_restore_secs, None);
+        // a2 failed (down 4 h, restored the same week), healthy 7 h after its commit entered;
+        // b1 has no report: 4 h to its GitOps commit.
+        assert_eq!((weeks[1].deployments, weeks[1].failures, weeks[1].change_failure_rate), (2, 1, Some(0.5)));
+        assert_eq!(weeks[1].time_to_restore_secs, Some(4.0 * 3600.0));
+        assert_eq!(weeks[1].lead_time_secs, Some(5.5 * 3600.0), "median of 7 h and 4 h");
+        assert!(weekly(&[], now, 3).iter().all(|w| w.deployments == 0 && w.lead_time_secs.is_none()));
     }
 
     #[test]

@@ -134,14 +134,21 @@ impl AdminService for AdminApi {
     }
 
     async fn promote(&self, request: Request<v1::PromoteRequest>) -> Result<Response<v1::PromoteResponse>, Status> {
-        let needed = if request.get_ref().override_freeze { Role::Admin } else { Role::Operator };
+        let overrides = request.get_ref().override_freeze || request.get_ref().override_scan;
+        let needed = if overrides { Role::Admin } else { Role::Operator };
         let (caller, span) = begin(&request, "Promote", needed)?;
         let r = request.into_inner();
         async {
             let (app, stage) = (app(&r.app)?, stage(&r.stage, false)?);
             tag(&r.tag)?;
             text("reason", &r.reason)?;
-            let reply = self.promoter.promote(&caller.name, &app, &stage, &r.tag, &r.reason, r.override_freeze).await?;
+            if r.override_scan && r.reason.trim().is_empty() {
+                return Err(Status::invalid_argument("override_scan needs a reason (it is audited)"));
+            }
+            let reply = self
+                .promoter
+                .promote(&caller.name, &app, &stage, &r.tag, &r.reason, r.override_freeze, r.override_scan)
+                .await?;
             Ok(Response::new(v1::PromoteResponse { promotion_id: promotion_id(&reply) }))
         }
         .instrument(span)
@@ -216,6 +223,19 @@ impl AdminService for AdminApi {
             text("reason", &r.reason)?;
             self.promoter.release(&caller.name, &app, &stage, &r.reason).await?;
             Ok(Response::new(v1::ReleaseResponse {}))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn verify(&self, request: Request<v1::VerifyRequest>) -> Result<Response<v1::VerifyResponse>, Status> {
+        let (caller, span) = begin(&request, "Verify", Role::Approver)?;
+        let r = request.into_inner();
+        async {
+            let (app, stage) = (app(&r.app)?, stage(&r.stage, false)?);
+            text("reason", &r.reason)?;
+            let reply = self.promoter.verify(&caller.name, &app, &stage, &r.reason).await?;
+            Ok(Response::new(v1::VerifyResponse { promotion_id: reply.promotion_id.unwrap_or_default() }))
         }
         .instrument(span)
         .await

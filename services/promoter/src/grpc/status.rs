@@ -2,9 +2,10 @@
 //! message; a refusal says who may act instead; storage and write-back failures are logged
 //! here and answered without their internals.
 
+use slipway_proto::REFUSAL_HEADER;
 use tonic::Status;
 
-use crate::domain::reason;
+use crate::domain::Refusal;
 use crate::error::Error;
 
 impl From<Error> for Status {
@@ -13,7 +14,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(message) => Status::invalid_argument(message),
             Error::NotFound(message) => Status::not_found(message),
             Error::Refused { reason, allowed_approvers, allowed_teams } => {
-                refused(&reason, &allowed_approvers, &allowed_teams)
+                refused(reason, &allowed_approvers, &allowed_teams)
             }
             Error::Database(e) => {
                 tracing::error!(error = %e, "admin API: database error");
@@ -39,7 +40,7 @@ impl From<Error> for Status {
 /// A command the policy refused: `PERMISSION_DENIED` when the caller may not do it,
 /// `NOT_FOUND` when it names something unknown, `FAILED_PRECONDITION` when the pipeline is not
 /// in a state that allows it. The message names who may approve.
-fn refused(why: &str, approvers: &[String], teams: &[String]) -> Status {
+fn refused(why: Refusal, approvers: &[String], teams: &[String]) -> Status {
     let mut message = format!("refused: {why}");
     let mut who = approvers.to_vec();
     who.extend(teams.iter().map(|t| format!("team {t}")));
@@ -47,12 +48,25 @@ fn refused(why: &str, approvers: &[String], teams: &[String]) -> Status {
         message.push_str("; may approve: ");
         message.push_str(&who.join(", "));
     }
-    match why {
-        reason::NOT_ALLOWED | reason::SELF_APPROVAL => Status::permission_denied(message),
-        "unknown-app" | reason::UNKNOWN_STAGE | reason::UNKNOWN_VERSION => Status::not_found(message),
-        reason::ALREADY_APPROVED => Status::already_exists(message),
-        _ => Status::failed_precondition(message),
+    let mut status = match why {
+        Refusal::NotAllowed | Refusal::SelfApproval => Status::permission_denied(message),
+        Refusal::UnknownApp | Refusal::UnknownStage | Refusal::UnknownVersion => Status::not_found(message),
+        Refusal::AlreadyApproved => Status::already_exists(message),
+        Refusal::NoPending
+        | Refusal::Ambiguous
+        | Refusal::StageRequired
+        | Refusal::NothingToPromote
+        | Refusal::NoHealthyVersion
+        | Refusal::NotHeld
+        | Refusal::AppRequired
+        | Refusal::NoChecks
+        | Refusal::NothingToVerify => Status::failed_precondition(message),
+    };
+    // Clients (slipctl's exit codes) tell a pipeline's refusal from a token or role by it.
+    if let Ok(value) = why.as_str().parse() {
+        status.metadata_mut().insert(REFUSAL_HEADER, value);
     }
+    status
 }
 
 #[cfg(test)]
@@ -66,14 +80,15 @@ mod tests {
         assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "app name \"A\""));
         assert_eq!(Status::from(Error::NotFound("run r-1".into())).code(), Code::NotFound);
         let s = Status::from(Error::Refused {
-            reason: reason::NOT_ALLOWED.into(),
+            reason: Refusal::NotAllowed,
             allowed_approvers: vec!["bob".into()],
             allowed_teams: vec!["sre".into()],
         });
         assert_eq!(s.code(), Code::PermissionDenied);
         assert_eq!(s.message(), "refused: not-allowed; may approve: bob, team sre");
+        assert_eq!(s.metadata().get(REFUSAL_HEADER).and_then(|v| v.to_str().ok()), Some("not-allowed"));
         let s = Status::from(Error::Refused {
-            reason: reason::NO_PENDING.into(),
+            reason: Refusal::NoPending,
             allowed_approvers: vec![],
             allowed_teams: vec![],
         });

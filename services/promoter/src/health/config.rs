@@ -4,7 +4,8 @@
 //!
 //! ```toml
 //! [health]
-//! mode = "argocd"      # or "deployment"; "committed" (healthy once pushed); "external" (nothing watched)
+//! mode = "argocd"      # or "deployment", "rollout" (an Argo Rollouts Rollout); "committed"
+//!                      # (healthy once pushed); "external" (nothing watched)
 //! argocd = { name = "{app}-{stage}", namespace = "argocd" }
 //! [health.stages.dev]
 //! mode = "deployment"
@@ -31,6 +32,9 @@ pub enum HealthMode {
     ArgoCd,
     /// The `Deployment` rollout in the target namespace (no Argo CD).
     Deployment,
+    /// An Argo Rollouts `Rollout`: healthy when Healthy at the promoted image, degraded when
+    /// Degraded or aborted; the canary step and weight are reported while it progresses.
+    Rollout,
     /// Synced and healthy as soon as the commit is pushed: for GitOps repositories whose
     /// cluster Slipway cannot read, and for the quickstart, which runs no cluster.
     Committed,
@@ -66,6 +70,20 @@ impl Default for DeploymentTarget {
     }
 }
 
+/// `rollout = { name, namespace }`: the Argo Rollouts `Rollout` of an app × stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutTarget {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl Default for RolloutTarget {
+    fn default() -> Self {
+        Self { name: "{app}".to_owned(), namespace: "{stage}".to_owned() }
+    }
+}
+
 /// `[health.stages.<stage>]`: what differs for one stage.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -74,6 +92,7 @@ pub struct StageHealth {
     pub watch_window_secs: Option<u64>,
     pub argocd: Option<ArgoTarget>,
     pub deployment: Option<DeploymentTarget>,
+    pub rollout: Option<RolloutTarget>,
 }
 
 /// `[health]`.
@@ -95,6 +114,7 @@ pub struct HealthConfig {
     pub max_watches: usize,
     pub argocd: ArgoTarget,
     pub deployment: DeploymentTarget,
+    pub rollout: RolloutTarget,
     /// Per-stage overrides, keyed by stage name.
     pub stages: BTreeMap<String, StageHealth>,
 }
@@ -109,6 +129,7 @@ impl Default for HealthConfig {
             max_watches: 512,
             argocd: ArgoTarget::default(),
             deployment: DeploymentTarget::default(),
+            rollout: RolloutTarget::default(),
             stages: BTreeMap::new(),
         }
     }
@@ -128,6 +149,10 @@ pub enum Target {
         name: String,
         container: Option<String>,
     },
+    Rollout {
+        namespace: String,
+        name: String,
+    },
 }
 
 /// What to watch for one app × stage, and for how long.
@@ -144,7 +169,7 @@ fn fill(template: &str, app: &AppName, stage: &EnvName) -> String {
 impl HealthConfig {
     /// True when some stage is watched through Kubernetes.
     pub fn watches_anything(&self) -> bool {
-        self.any_mode(|m| matches!(m, HealthMode::ArgoCd | HealthMode::Deployment))
+        self.any_mode(|m| matches!(m, HealthMode::ArgoCd | HealthMode::Deployment | HealthMode::Rollout))
     }
 
     /// True when the promoter reports some stage's health itself (watched or committed).
@@ -180,6 +205,10 @@ impl HealthConfig {
                     container,
                 }
             }
+            HealthMode::Rollout => {
+                let t = over.rollout.unwrap_or_else(|| self.rollout.clone());
+                Target::Rollout { namespace: fill(&t.namespace, app, stage), name: fill(&t.name, app, stage) }
+            }
         };
         let from_pipeline = pipeline.stage(stage.as_str()).map(|(_, s)| s.watch_window_secs);
         let secs = over.watch_window_secs.or(self.watch_window_secs).or(from_pipeline).unwrap_or(15 * 60);
@@ -199,6 +228,7 @@ impl HealthConfig {
         check_window("health.watch_window_secs", self.watch_window_secs)?;
         check_argo("health.argocd", &self.argocd)?;
         check_deployment("health.deployment", &self.deployment)?;
+        check_rollout("health.rollout", &self.rollout)?;
         for (stage, over) in &self.stages {
             let key = |field: &str| format!("health.stages.{stage}.{field}");
             if pipeline.stage(stage).is_none() {
@@ -207,6 +237,7 @@ impl HealthConfig {
             check_window(&key("watch_window_secs"), over.watch_window_secs)?;
             over.argocd.as_ref().map(|t| check_argo(&key("argocd"), t)).transpose()?;
             over.deployment.as_ref().map(|t| check_deployment(&key("deployment"), t)).transpose()?;
+            over.rollout.as_ref().map(|t| check_rollout(&key("rollout"), t)).transpose()?;
         }
         Ok(())
     }
@@ -238,6 +269,11 @@ fn check_deployment(key: &str, t: &DeploymentTarget) -> slipway_runtime::Result<
     check_template(&format!("{key}.namespace"), &t.namespace)?;
     t.container.as_ref().map(|c| check_template(&format!("{key}.container"), c)).transpose()?;
     Ok(())
+}
+
+fn check_rollout(key: &str, t: &RolloutTarget) -> slipway_runtime::Result<()> {
+    check_template(&format!("{key}.name"), &t.name)?;
+    check_template(&format!("{key}.namespace"), &t.namespace)
 }
 
 #[cfg(test)]

@@ -128,6 +128,41 @@ pub fn deployment(d: &Deployment, want: &ImageRef, container: Option<&str>) -> O
     Observation::pending(true, why)
 }
 
+/// An Argo Rollouts `Rollout` against the promoted image (its status read by
+/// [`slipway_verify::rollout::health`]): healthy when Healthy at that image, degraded when
+/// Degraded or aborted, pending with the canary step and weight while it progresses.
+pub fn rollout(data: &Value, want: &ImageRef) -> Observation {
+    use slipway_verify::rollout::RolloutHealth;
+    let ours = data["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().filter_map(|c| c["image"].as_str()).find(|i| image_matches(i, want)));
+    let Some(image) = ours else {
+        return Observation::pending(false, "the promoted image is not in the Rollout yet");
+    };
+    match slipway_verify::rollout::health(data, image) {
+        RolloutHealth::Healthy => Observation { synced: true, health: Health::Healthy },
+        RolloutHealth::Degraded(message) => {
+            Observation { synced: true, health: Health::Degraded { status: "Degraded".into(), message } }
+        }
+        RolloutHealth::Aborted(message) => {
+            Observation { synced: true, health: Health::Degraded { status: "Aborted".into(), message } }
+        }
+        RolloutHealth::Progressing { step, steps, weight, message } => {
+            let mut why = String::from("progressing");
+            if let (Some(step), Some(steps)) = (step, steps) {
+                why = format!("{why}: canary step {step}/{steps}");
+            }
+            if let Some(weight) = weight {
+                why = format!("{why}, weight {weight}%");
+            }
+            if !message.is_empty() {
+                why = format!("{why} ({message})");
+            }
+            Observation::pending(true, why)
+        }
+    }
+}
+
 /// Something to publish, decided by the [`Tracker`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

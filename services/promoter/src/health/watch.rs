@@ -39,6 +39,11 @@ pub fn application_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"))
 }
 
+/// The `argoproj.io/v1alpha1` `Rollout` resource (Argo Rollouts), read as a dynamic object.
+pub fn rollout_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"))
+}
+
 /// Watches `target` for a promotion that wrote `commit` with `image`.
 pub fn observe(client: kube::Client, target: &Target, commit: String, image: Option<ImageRef>) -> Looks {
     match target {
@@ -63,6 +68,18 @@ pub fn observe(client: kube::Client, target: &Target, commit: String, image: Opt
                 .default_backoff()
                 .map_ok(move |object| match object {
                     Some(d) => Look::Seen(judge::deployment(&d, &image, container.as_deref())),
+                    None => Look::Missing(what.clone()),
+                })
+                .boxed()
+        }
+        Target::Rollout { namespace, name } => {
+            let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &rollout_resource());
+            let what = format!("rollout {namespace}/{name}");
+            let image = image.unwrap_or_default();
+            watcher::watch_object(api, name)
+                .default_backoff()
+                .map_ok(move |object| match object {
+                    Some(rollout) => Look::Seen(judge::rollout(&rollout.data, &image)),
                     None => Look::Missing(what.clone()),
                 })
                 .boxed()

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use slipway_mesh::v1::admin_service_client::AdminServiceClient;
-use slipway_promoter::Config;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::Channel;
@@ -35,8 +34,8 @@ pub fn bearer(channel: &Channel, token: &str) -> Client {
 }
 
 /// Connects once the promoter's health service reports the admin service serving.
-pub async fn connect(config: &Config) -> Channel {
-    let url = format!("http://{}", config.admin_api.listen.expect("listen"));
+pub async fn connect(api: Option<std::net::SocketAddr>) -> Channel {
+    let url = format!("http://{}", api.expect("the admin API is served"));
     let endpoint = Channel::from_shared(url).expect("url").timeout(Duration::from_secs(5));
     for _ in 0..150 {
         if let Ok(channel) = endpoint.connect().await {

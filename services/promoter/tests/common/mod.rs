@@ -9,54 +9,13 @@ pub mod writer;
 
 use slipway_testkit::GitDaemon;
 
-/// Runs git with a fixed identity; panics with its stderr on failure.
-pub fn git(args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// The bare repository `name` on `daemon`, as a `--git-dir` argument.
-pub fn git_dir(daemon: &GitDaemon, name: &str) -> String {
-    daemon.repo_path(name).to_str().expect("utf-8 path").to_owned()
-}
-
-/// A bare repository `name` on the daemon whose `main` holds `files` (path, text); returns
-/// its URL. Every update of `main` goes to the reflog (the no-force-push checks read it).
-pub fn seed_repo(daemon: &GitDaemon, name: &str, files: &[(String, String)]) -> String {
-    let url = daemon.create_bare_repo(name).expect("bare repo");
-    git(&["--git-dir", &git_dir(daemon, name), "config", "core.logAllRefUpdates", "always"]);
-    let work = tempfile::tempdir().expect("temp dir");
-    let dir = work.path().to_str().expect("utf-8 path");
-    git(&["init", "-q", dir]);
-    for (path, text) in files {
-        let file = work.path().join(path);
-        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
-        std::fs::write(file, text).expect("write");
-    }
-    git(&["-C", dir, "add", "-A"]);
-    git(&["-C", dir, "commit", "-q", "-m", "seed"]);
-    git(&["-C", dir, "push", "-q", &url, "main"]);
-    url
-}
+// Not every test uses each of them.
+#[allow(unused_imports)]
+pub use slipway_testkit::repos::{git, git_dir, remote_head, remote_show, seed_repo};
 
 /// `envs/<stage>/kustomization.yaml` for each stage, with `text(stage)` as its content.
 pub fn stage_files(stages: &[&str], text: impl Fn(&str) -> String) -> Vec<(String, String)> {
     stages.iter().map(|stage| (format!("envs/{stage}/kustomization.yaml"), text(stage))).collect()
-}
-
-/// `git show <rev>:<path>` in the bare repository `name`.
-pub fn remote_show(daemon: &GitDaemon, name: &str, rev: &str, path: &str) -> String {
-    git(&["--git-dir", &git_dir(daemon, name), "show", &format!("{rev}:{path}")])
-}
-
-/// The commit `branch` points at in the bare repository `name`.
-pub fn remote_head(daemon: &GitDaemon, name: &str, branch: &str) -> String {
-    git(&["--git-dir", &git_dir(daemon, name), "rev-parse", &format!("refs/heads/{branch}")]).trim().to_owned()
 }
 
 /// The `newTag` of `envs/<stage>/kustomization.yaml` on `main` of `acme/gitops`, without a
@@ -65,4 +24,20 @@ pub fn remote_tag(daemon: &GitDaemon, stage: &str) -> String {
     let text = remote_show(daemon, "acme/gitops", "main", &format!("envs/{stage}/kustomization.yaml"));
     let line = text.lines().find(|l| l.trim_start().starts_with("newTag:")).expect("newTag line");
     line.trim_start().trim_start_matches("newTag:").split('#').next().unwrap_or_default().trim().to_owned()
+}
+
+/// The decoded events of the `SLIPWAY` stream whose subject starts with `prefix`
+/// (`slipway.promotion.`), in stream order.
+pub async fn stream_payloads(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+) -> Vec<slipway_mesh::v1::event::Payload> {
+    let messages = slipway_testkit::stream_messages(js, "SLIPWAY").await.expect("stream");
+    (messages.iter())
+        .filter(|m| m.subject.starts_with(prefix))
+        .map(|m| {
+            let envelope = slipway_mesh::Envelope::from_headers(&m.headers).expect("envelope");
+            slipway_mesh::decode_payload(envelope.kind, &m.payload).expect("payload")
+        })
+        .collect()
 }

@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Running {
     /// The HTTP admin port (health, metrics, dashboard).
     pub admin: SocketAddr,
+    /// The admin gRPC API, bound to port 0 here when the config has `[admin_api]` tokens.
+    pub api: Option<SocketAddr>,
     pub js: jetstream::Context,
     /// Publishes as `source`.
     pub publisher: Publisher,
@@ -28,13 +30,20 @@ impl Running {
         let shutdown = CancellationToken::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = listener.local_addr().expect("addr");
-        let task = tokio::spawn(slipway_promoter::run(config.clone(), listener, shutdown.clone()));
+        let api = if config.admin_api.tokens.is_empty() {
+            None
+        } else {
+            Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the admin API"))
+        };
+        let api_addr = api.as_ref().map(|l| l.local_addr().expect("addr"));
+        let listeners = slipway_promoter::Listeners { admin: listener, api };
+        let task = tokio::spawn(slipway_promoter::run(config.clone(), listeners, shutdown.clone()));
         let client = async_nats::connect(&config.nats.url).await.expect("connect");
         let js = jetstream::new(client.clone());
         slipway_runtime::jetstream::ensure_stream(&js, &config.nats).await.expect("stream");
         let pool = slipway_runtime::db::connect(&config.database).await.expect("pool");
         slipway_runtime::db::migrate(&pool, &slipway_promoter::MIGRATOR).await.expect("migrate");
-        Running { admin, js, publisher: Publisher::new(client, source), pool, shutdown, task }
+        Running { admin, api: api_addr, js, publisher: Publisher::new(client, source), pool, shutdown, task }
     }
 
     /// SIGTERM, as it were: the service must stop cleanly.

@@ -57,6 +57,7 @@ pub fn build(tag: &str, commit: &str) -> v1::BuildSucceeded {
         image: Some(v1::ImageRef { repository: IMAGE.into(), tag: tag.into(), digest: String::new() }),
         tags: vec![tag.into()],
         duration_ms: 1,
+        sbom_digest: String::new(),
     }
 }
 
@@ -65,9 +66,9 @@ pub fn healthy(stage: &str, promotion_id: &str) -> v1::PromotionHealthy {
     v1::PromotionHealthy { promotion_id: promotion_id.into(), app: "writer".into(), stage: stage.into(), image: None }
 }
 
-/// Id of the promotion `stage` runs with `tag` in `state`, once there is one (20 s at most).
+/// Id of the promotion `stage` runs with `tag` in `state`, once there is one (60 s at most).
 pub async fn wait_promotion(pool: &PgPool, stage: &str, tag: &str, state: &str) -> String {
-    for _ in 0..400 {
+    for _ in 0..1200 {
         let row = sqlx::query(
             "SELECT p.id FROM promotions p JOIN stage_versions s ON s.desired_promotion = p.id \
              WHERE s.app = 'writer' AND s.stage = $1 AND p.image_tag = $2 AND p.state = $3",

@@ -14,6 +14,7 @@ pub struct Kind {
 
 pub const APPLICATION: Kind = Kind { api_version: "argoproj.io/v1alpha1", kind: "Application" };
 pub const DEPLOYMENT: Kind = Kind { api_version: "apps/v1", kind: "Deployment" };
+pub const ROLLOUT: Kind = Kind { api_version: "argoproj.io/v1alpha1", kind: "Rollout" };
 
 /// The running fake; stops when dropped.
 pub struct FakeKube {

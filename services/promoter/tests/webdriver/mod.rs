@@ -124,6 +124,12 @@ impl Browser {
         panic!("click {css}: the element kept going stale");
     }
 
+    /// Empties the input `css` finds.
+    pub async fn clear(&self, css: &str) {
+        let id = self.element(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/clear"), Some(json!({}))).await;
+    }
+
     pub async fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css).await;
         self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), Some(json!({ "text": text }))).await;
