@@ -32,28 +32,19 @@ const IN_FLIGHT: usize = 32;
 /// Starts the verifier as one of the service's tasks. `kube` is the health gate's client;
 /// without one (no stage's health is read from the cluster), `job` checks use the client
 /// `health.kube_url`, the in-cluster account or the kubeconfig give, if any.
+///
+/// The HTTP and Kubernetes clients are made for the first request with checks to run, not at
+/// start: a promoter whose stages verify nothing never loads their code (TLS, kubeconfig).
 pub async fn spawn(config: &Config, apps: crate::catalog::Apps, kube: Option<kube::Client>, running: &Running) {
-    let kube = match kube {
-        Some(client) => Some(client),
-        None => match crate::health::watch::client(&config.health).await {
-            Ok(client) => Some(client),
-            Err(e) => {
-                tracing::info!(error = %e, "no Kubernetes client: job checks will end as errors");
-                None
-            }
-        },
-    };
-    let verifier = match Verifier::new(kube) {
-        Ok(verifier) => verifier,
-        Err(e) => {
-            // The HTTP client could not be built: nothing could be verified, so nothing is taken.
-            tracing::error!(error = %e, "verification checks cannot run; requests wait for another replica");
-            return;
-        }
-    };
     let spec = ConsumerSpec::new(DURABLE, &[EventKind::VerificationRequested.filter()], &config.nats);
-    let checks =
-        Arc::new(Checks { apps, verifier, publisher: running.ctx.publisher.clone(), stop: running.shutdown.clone() });
+    let checks = Arc::new(Checks {
+        apps,
+        verifier: tokio::sync::OnceCell::new(),
+        kube,
+        health: config.health.clone(),
+        publisher: running.ctx.publisher.clone(),
+        stop: running.shutdown.clone(),
+    });
     let consumer = running.clone();
     let span = tracing::info_span!("verifier");
     running.spawn(
@@ -64,12 +55,35 @@ pub async fn spawn(config: &Config, apps: crate::catalog::Apps, kube: Option<kub
 
 struct Checks {
     apps: crate::catalog::Apps,
-    verifier: Verifier,
+    /// Made by [`Checks::verifier`] for the first request that has checks.
+    verifier: tokio::sync::OnceCell<Verifier>,
+    /// The health gate's Kubernetes client, if it has one.
+    kube: Option<kube::Client>,
+    health: crate::health::HealthConfig,
     publisher: Publisher,
     stop: CancellationToken,
 }
 
 impl Checks {
+    /// The verifier, made once. Without a Kubernetes client, `job` checks end as errors.
+    async fn verifier(&self) -> Result<&Verifier, slipway_verify::Error> {
+        self.verifier
+            .get_or_try_init(|| async {
+                let kube = match &self.kube {
+                    Some(client) => Some(client.clone()),
+                    None => match crate::health::watch::client(&self.health).await {
+                        Ok(client) => Some(client),
+                        Err(e) => {
+                            tracing::info!(error = %e, "no Kubernetes client: job checks will end as errors");
+                            None
+                        }
+                    },
+                };
+                Verifier::new(kube)
+            })
+            .await
+    }
+
     async fn handle(self: Arc<Self>, delivery: Delivery) -> Outcome {
         let Payload::VerificationRequested(request) = &delivery.payload else { return Outcome::Ack };
         let (app, stage) = match (AppName::parse(&request.app), EnvName::parse(&request.stage)) {
@@ -78,6 +92,19 @@ impl Checks {
         };
         let pipeline = self.apps.get().pipeline(app.as_str());
         let checks = pipeline.stage(stage.as_str()).map(|(_, cfg)| cfg.verification.clone()).unwrap_or_default();
+        let verifier = if checks.is_empty() {
+            None
+        } else {
+            match self.verifier().await {
+                Ok(verifier) => Some(verifier),
+                // The HTTP client could not be made: nothing can be verified here, so the
+                // request waits for another replica (or this one, once it can).
+                Err(e) => {
+                    tracing::error!(error = %e, "verification checks cannot run");
+                    return Outcome::Retry(format!("verification checks cannot run: {e}"));
+                }
+            }
+        };
         let image = request.image.clone().unwrap_or_default();
         let subject = Subject {
             app: app.to_string(),
@@ -85,10 +112,11 @@ impl Checks {
             version: image.tag.clone(),
             image: image_ref(&image),
         };
-        let runs = checks.iter().map(|check| {
+        let runs = checks.iter().filter_map(|check| {
+            let verifier = verifier?;
             let this = self.clone();
             let (subject, request) = (subject.clone(), request.clone());
-            async move {
+            Some(async move {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Measurement>();
                 let publishing = {
                     let this = this.clone();
@@ -102,11 +130,11 @@ impl Checks {
                 let mut report = move |m: &Measurement| {
                     let _ = tx.send(m.clone());
                 };
-                let outcome = this.verifier.run(check, &subject, &mut report, &this.stop).await;
+                let outcome = verifier.run(check, &subject, &mut report, &this.stop).await;
                 drop(report);
                 let _ = publishing.await;
                 outcome
-            }
+            })
         });
         let outcomes = join_all(runs).await;
         if self.stop.is_cancelled() {
